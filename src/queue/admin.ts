@@ -1,0 +1,68 @@
+import type { Redis } from 'ioredis';
+import { decodeEntry, type QueuedItem } from './codec';
+import { QueueKeys } from './keys';
+import { withScripts, type ScriptedRedis } from './scripts';
+import { TokenQueue } from './tokens';
+
+export interface HaltReason {
+  code: string;
+  message: string;
+  tradeId?: string;
+  seq?: number;
+  /** When (ms) and by whom: a worker's policy or an operator. */
+  at?: number;
+  by?: string;
+}
+
+/** Operator actions on partitions: halt, resume, skip the head. */
+export class PartitionAdmin {
+  readonly keys: QueueKeys;
+  private readonly redis: ScriptedRedis;
+  private readonly tokens: TokenQueue;
+
+  constructor(
+    redis: Redis,
+    namespace: string,
+    private readonly dedupWindowSeconds = 86400,
+  ) {
+    this.keys = new QueueKeys(namespace);
+    this.redis = withScripts(redis);
+    this.tokens = new TokenQueue(redis, this.keys);
+  }
+
+  /** Halts a partition; a worker draining it stops at its next batch boundary. */
+  async halt(partitionKey: string, reason: HaltReason): Promise<boolean> {
+    const k = this.keys;
+    const r = await this.redis.tfHalt(k.base, k.epochs, k.halted, k.pending, '', partitionKey, '', JSON.stringify({ at: Date.now(), by: 'operator', ...reason }));
+    return r === 1;
+  }
+
+  /** Resumes a halted partition and re-arms it. Returns false if it was not halted. */
+  async resume(partitionKey: string): Promise<boolean> {
+    const k = this.keys;
+    const r = await this.redis.tfResume(k.halted, k.pending, k.list(partitionKey), partitionKey);
+    if (r === 1) await this.tokens.arm([partitionKey]);
+    return r >= 0;
+  }
+
+  /**
+   * Removes the head of a halted partition if its seq is `expectedSeq`. The
+   * caller records it (as a dead letter) in PostgreSQL first.
+   */
+  async skipHead(partitionKey: string, expectedSeq: number): Promise<QueuedItem> {
+    const k = this.keys;
+    const r = await this.redis.tfSkipHead(k.halted, k.list(partitionKey), k.backlog, partitionKey, expectedSeq, k.base + ':', this.dedupWindowSeconds);
+    if (r === -1) throw new Error(`partition ${partitionKey} is not halted; halt it before skipping its head`);
+    if (r === -2) throw new Error(`the head of partition ${partitionKey} is not seq ${expectedSeq} any more; reload and retry`);
+    return decodeEntry(String(r));
+  }
+
+  async listHalted(): Promise<{ partitionKey: string; reason: HaltReason }[]> {
+    const all = await this.redis.hgetall(this.keys.halted);
+    return Object.entries(all).map(([partitionKey, reason]) => ({ partitionKey, reason: JSON.parse(reason) as HaltReason }));
+  }
+
+  close(): Promise<void> {
+    return this.tokens.close();
+  }
+}

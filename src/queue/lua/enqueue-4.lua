@@ -1,0 +1,70 @@
+--[[
+  Enqueue trades atomically: duplicate check, per-partition seq, RPUSH, signals.
+
+  KEYS[1] seqs     hash  partitionKey -> last seq
+  KEYS[2] backlog  hash  tradeId -> "payloadHash|seq|partitionKey" of unapplied trades
+  KEYS[3] pending  zset  partitions with unapplied trades, scored by head enqueue ms
+  KEYS[4] halted   hash  partitionKey -> reason
+
+  ARGV[1] base prefix: lists are ARGV[1].."p:"..pk, done markers ARGV[1].."done:"..id
+  ARGV[2] max backlog (0 = unlimited); the whole call is refused when
+          backlog + number of items would exceed it
+  ARGV[3..] groups of four per item: partitionKey, tradeId, payloadHash, body
+
+  Returns a flat array.
+    Refused for backpressure: { -1, backlog }.
+    Otherwise three numbers per item, in order:
+      status  0 = accepted, 1 = duplicate (same payload), 2 = conflict (other payload)
+      seq     the assigned seq, or the first seq of the duplicate/conflicting trade
+      arm     1 when the partition went from empty to non-empty (its drain token
+              must be added), else 0
+
+  A list entry is "seq|enqueuedMs|tradeId|body"; tradeIds never contain "|".
+]]
+local seqsKey, backlogKey, pendingKey, haltedKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local base = ARGV[1]
+local maxBacklog = tonumber(ARGV[2])
+local n = (#ARGV - 2) / 4
+
+if maxBacklog > 0 then
+  local backlog = redis.call('HLEN', backlogKey)
+  if backlog + n > maxBacklog then
+    return { -1, backlog }
+  end
+end
+
+local t = redis.call('TIME')
+local now = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+
+local out = {}
+for i = 0, n - 1 do
+  local pk = ARGV[3 + i * 4]
+  local id = ARGV[4 + i * 4]
+  local hash = ARGV[5 + i * 4]
+  local body = ARGV[6 + i * 4]
+
+  local known = redis.call('HGET', backlogKey, id)
+  if not known then
+    known = redis.call('GET', base .. 'done:' .. id)
+  end
+  if known then
+    local knownHash, knownSeq = string.match(known, '^([^|]*)|(%d+)|')
+    out[#out + 1] = (knownHash == hash) and 1 or 2
+    out[#out + 1] = tonumber(knownSeq)
+    out[#out + 1] = 0
+  else
+    local seq = redis.call('HINCRBY', seqsKey, pk, 1)
+    local listKey = base .. 'p:' .. pk
+    local len = redis.call('RPUSH', listKey, seq .. '|' .. now .. '|' .. id .. '|' .. body)
+    redis.call('HSET', backlogKey, id, hash .. '|' .. seq .. '|' .. pk)
+    local arm = 0
+    if len == 1 and redis.call('HEXISTS', haltedKey, pk) == 0 then
+      redis.call('ZADD', pendingKey, 'NX', now, pk)
+      arm = 1
+    end
+    out[#out + 1] = 0
+    out[#out + 1] = seq
+    out[#out + 1] = arm
+  end
+end
+return out

@@ -1,0 +1,91 @@
+import type { Redis } from 'ioredis';
+import { QueueKeys } from './keys';
+import { withScripts, type ScriptedRedis } from './scripts';
+import { TokenQueue } from './tokens';
+
+/** One trade to enqueue, already validated and serialized by the caller. */
+export interface EnqueueItem {
+  partitionKey: string;
+  tradeId: string;
+  /** Hash of the canonical payload: the same id with the same hash is an idempotent repeat. */
+  payloadHash: string;
+  /** The serialized trade the worker will receive. */
+  body: string;
+}
+
+export type EnqueueStatus = 'queued' | 'duplicate' | 'conflict';
+
+export interface EnqueueResult {
+  status: EnqueueStatus;
+  /** The assigned seq ('queued'), or the first seq of the earlier trade with this id. */
+  seq: number;
+}
+
+/** The backlog limit refused the whole call; nothing was enqueued. */
+export class BacklogFullError extends Error {
+  readonly code = 'backlog_full';
+  constructor(
+    readonly backlog: number,
+    readonly limit: number,
+  ) {
+    super(`backlog ${backlog} would pass the limit ${limit}; retry later`);
+  }
+}
+
+export interface PartitionQueueOptions {
+  /** Commands connection (the caller owns it and closes it). */
+  redis: Redis;
+  namespace: string;
+  /** Refuse an enqueue that would take the backlog past this. 0 = unlimited. @default 0 */
+  maxBacklog?: number;
+  /** Base delay of the token retry backoff. @default 100 */
+  retryBaseMs?: number;
+}
+
+const STATUS: Record<number, EnqueueStatus> = { 0: 'queued', 1: 'duplicate', 2: 'conflict' };
+
+/**
+ * The producer's side of the partitioned queue: one atomic Lua call per
+ * enqueue (duplicate check, seq, RPUSH, scaling signals), then the drain tokens
+ * of the partitions that went from empty to non-empty. A crash between the two
+ * steps leaves trades without a token; the reconciler re-arms them.
+ */
+export class PartitionQueue {
+  readonly keys: QueueKeys;
+  readonly tokens: TokenQueue;
+  private readonly redis: ScriptedRedis;
+  private readonly maxBacklog: number;
+
+  constructor(opts: PartitionQueueOptions) {
+    this.keys = new QueueKeys(opts.namespace);
+    this.redis = withScripts(opts.redis);
+    this.maxBacklog = opts.maxBacklog ?? 0;
+    this.tokens = new TokenQueue(opts.redis, this.keys, opts.retryBaseMs);
+  }
+
+  /**
+   * Enqueues the items in order, all in one atomic step: either every item
+   * gets its result or (BacklogFullError) nothing is enqueued. Items of one
+   * partition get increasing seqs in the order given.
+   */
+  async enqueue(items: readonly EnqueueItem[]): Promise<EnqueueResult[]> {
+    if (items.length === 0) return [];
+    const k = this.keys;
+    const args: (string | number)[] = [k.seqs, k.backlog, k.pending, k.halted, k.base + ':', this.maxBacklog];
+    for (const it of items) args.push(it.partitionKey, it.tradeId, it.payloadHash, it.body);
+    const raw = await this.redis.tfEnqueue(...args);
+    if (raw[0] === -1) throw new BacklogFullError(Number(raw[1]), this.maxBacklog);
+    const results: EnqueueResult[] = [];
+    const arm: string[] = [];
+    for (let i = 0; i < items.length; i++) {
+      results.push({ status: STATUS[raw[i * 3]!]!, seq: Number(raw[i * 3 + 1]) });
+      if (raw[i * 3 + 2] === 1) arm.push(items[i]!.partitionKey);
+    }
+    await this.tokens.arm(arm);
+    return results;
+  }
+
+  close(): Promise<void> {
+    return this.tokens.close();
+  }
+}

@@ -1,0 +1,70 @@
+import type { Redis } from 'ioredis';
+import { decodeEntry, decodeTradeIndex, type QueuedItem } from './codec';
+import { QueueKeys } from './keys';
+
+/** The queue's own numbers, as KEDA reads them and as the dashboard shows them. */
+export interface QueueSignals {
+  /** Partitions with unapplied trades, in flight included, halted excluded: the usable parallelism. */
+  pendingPartitions: number;
+  /** Unapplied trades, halted partitions' included. */
+  backlog: number;
+  /** Enqueue time of the oldest waiting head (Redis clock, ms), or null when idle. */
+  oldestEnqueuedAt: number | null;
+  /** Age of that trade against the Redis clock, 0 when idle. */
+  oldestAgeMs: number;
+  haltedPartitions: number;
+}
+
+export async function readSignals(redis: Redis, keys: QueueKeys): Promise<QueueSignals> {
+  const res = await redis
+    .multi()
+    .zcard(keys.pending)
+    .hlen(keys.backlog)
+    .zrange(keys.pending, 0, 0, 'WITHSCORES')
+    .hlen(keys.halted)
+    .time()
+    .exec();
+  if (!res) throw new Error('signals transaction aborted');
+  for (const [err] of res) if (err) throw err;
+  const oldest = res[2]![1] as string[];
+  const [sec, usec] = res[4]![1] as [string, string];
+  const now = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
+  const oldestEnqueuedAt = oldest.length === 2 ? Number(oldest[1]) : null;
+  return {
+    pendingPartitions: Number(res[0]![1]),
+    backlog: Number(res[1]![1]),
+    oldestEnqueuedAt,
+    oldestAgeMs: oldestEnqueuedAt === null ? 0 : Math.max(0, now - oldestEnqueuedAt),
+    haltedPartitions: Number(res[3]![1]),
+  };
+}
+
+/** The first `count` unapplied trades of a partition, head first. */
+export async function readHead(redis: Redis, keys: QueueKeys, partitionKey: string, count = 10): Promise<QueuedItem[]> {
+  const entries = await redis.lrange(keys.list(partitionKey), 0, count - 1);
+  return entries.map(decodeEntry);
+}
+
+/** Pending partitions ordered by their oldest waiting trade. */
+export async function oldestPartitions(
+  redis: Redis,
+  keys: QueueKeys,
+  count = 20,
+): Promise<{ partitionKey: string; headEnqueuedAt: number }[]> {
+  const r = await redis.zrange(keys.pending, 0, count - 1, 'WITHSCORES');
+  const out = [];
+  for (let i = 0; i < r.length; i += 2) out.push({ partitionKey: r[i]!, headEnqueuedAt: Number(r[i + 1]) });
+  return out;
+}
+
+/** Where Redis knows a trade from: still queued, or applied within the dedup window. */
+export async function locateTrade(
+  redis: Redis,
+  keys: QueueKeys,
+  tradeId: string,
+): Promise<{ state: 'queued' | 'done'; seq: number; partitionKey: string; payloadHash: string } | null> {
+  const [queued, done] = await Promise.all([redis.hget(keys.backlog, tradeId), redis.get(keys.done(tradeId))]);
+  if (queued) return { state: 'queued', ...decodeTradeIndex(queued) };
+  if (done) return { state: 'done', ...decodeTradeIndex(done) };
+  return null;
+}
