@@ -1,10 +1,5 @@
-const swc = ['@swc/jest', { jsc: { target: 'es2022' } }];
-// kysely >= 0.29 ships ES modules only; Node 20 can require() them but Jest's module
-// runtime cannot (before Node 24.9), so kysely is compiled to CommonJS like our sources.
-const transform = { '^.+\\.tsx?$': swc, '/node_modules/kysely/.+\\.js$': swc };
 const common = {
-  transform,
-  transformIgnorePatterns: ['/node_modules/(?!kysely/)'],
+  transform: { '^.+\\.tsx?$': ['ts-jest', { tsconfig: 'tsconfig.json' }] },
   testEnvironment: 'node',
   moduleFileExtensions: ['ts', 'js', 'json'],
 };

@@ -6,7 +6,12 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { extractConfigTable, normalizeTable, renderConfigTable, replaceConfigTable } from '../src/config/docs';
+import {
+  extractConfigTable,
+  normalizeTable,
+  renderConfigTable,
+  replaceConfigTable,
+} from '../src/config/docs';
 
 const readmePath = path.join(__dirname, '..', 'README.md');
 const table = renderConfigTable();
@@ -17,7 +22,10 @@ if (mode === '--write') {
   console.log(`updated ${readmePath}`);
 } else if (mode === '--check') {
   const current = extractConfigTable(fs.readFileSync(readmePath, 'utf8'));
-  if (current === undefined || JSON.stringify(normalizeTable(current)) !== JSON.stringify(normalizeTable(table))) {
+  if (
+    current === undefined ||
+    JSON.stringify(normalizeTable(current)) !== JSON.stringify(normalizeTable(table))
+  ) {
     console.error('README.md configuration table is stale: run `npx tsx scripts/config-table.ts --write`');
     process.exit(1);
   }

@@ -1,0 +1,499 @@
+/**
+ * Queries only: every function takes the Kysely instance or a transaction it runs
+ * in, and opens nothing. Records are camelCase; numerics stay decimal strings;
+ * bigint counters become numbers through toSafeNumber (which throws beyond 2^53 - 1).
+ */
+import type { Kysely, Transaction } from 'kysely';
+import type { Database, JsonObject, PositionRow, TradeRow, TradeSide, TradeStatus, TradeType } from './types';
+
+/** A Kysely instance or a transaction of one. */
+export type Executor = Kysely<Database> | Transaction<Database>;
+
+/**
+ * An int8 value as a JavaScript number. seq, trade_count, last_seq and lease_epoch
+ * stay far below 2^53 in practice; this makes the assumption checked rather than silent.
+ */
+export function toSafeNumber(value: string | number | bigint, column: string): number {
+  const n = typeof value === 'number' ? value : Number(value);
+  if (!Number.isSafeInteger(n)) {
+    throw new RangeError(`${column}=${String(value)} is not a safe integer (beyond 2^53 - 1)`);
+  }
+  return n;
+}
+
+export interface TradeRecord {
+  readonly tradeId: string;
+  readonly partitionKey: string;
+  readonly seq: number;
+  readonly type: TradeType;
+  readonly refTradeId: string | null;
+  readonly accountId: string;
+  readonly bookId: string;
+  readonly securityId: string;
+  readonly side: TradeSide | null;
+  readonly quantity: string | null;
+  readonly price: string | null;
+  readonly currency: string | null;
+  readonly tradeTime: Date;
+  /** The canonical trade as enqueued. */
+  readonly payload: JsonObject;
+  readonly payloadHash: string;
+  readonly enqueuedAt: Date;
+  readonly appliedAt: Date;
+  readonly effSide: TradeSide | null;
+  readonly effQuantity: string | null;
+  readonly effPrice: string | null;
+  readonly effCurrency: string | null;
+  readonly status: TradeStatus;
+}
+
+export interface NewTradeRecord extends Omit<TradeRecord, 'tradeTime' | 'enqueuedAt' | 'appliedAt' | 'seq'> {
+  readonly seq: number | string;
+  /** An ISO 8601 string is stored exactly (microseconds, any offset); a Date to the millisecond. */
+  readonly tradeTime: Date | string;
+  readonly enqueuedAt: Date | string;
+  /** @default now() */
+  readonly appliedAt?: Date | string;
+}
+
+export interface PositionRecord {
+  readonly partitionKey: string;
+  readonly accountId: string;
+  readonly bookId: string;
+  readonly securityId: string;
+  readonly currency: string | null;
+  readonly netQuantity: string;
+  readonly boughtQuantity: string;
+  readonly soldQuantity: string;
+  readonly boughtNotional: string;
+  readonly soldNotional: string;
+  readonly tradeCount: number;
+  readonly lastSeq: number;
+  readonly digest: string;
+  readonly leaseEpoch: number;
+  readonly updatedAt: Date;
+}
+
+export type NewPositionRecord = Omit<PositionRecord, 'updatedAt'>;
+
+export function toTradeRecord(row: TradeRow): TradeRecord {
+  return {
+    tradeId: row.trade_id,
+    partitionKey: row.partition_key,
+    seq: toSafeNumber(row.seq, 'trades.seq'),
+    type: row.type,
+    refTradeId: row.ref_trade_id,
+    accountId: row.account_id,
+    bookId: row.book_id,
+    securityId: row.security_id,
+    side: row.side,
+    quantity: row.quantity,
+    price: row.price,
+    currency: row.currency,
+    tradeTime: row.trade_time,
+    payload: row.payload,
+    payloadHash: row.payload_hash,
+    enqueuedAt: row.enqueued_at,
+    appliedAt: row.applied_at,
+    effSide: row.eff_side,
+    effQuantity: row.eff_quantity,
+    effPrice: row.eff_price,
+    effCurrency: row.eff_currency,
+    status: row.status,
+  };
+}
+
+export function toPositionRecord(row: PositionRow): PositionRecord {
+  return {
+    partitionKey: row.partition_key,
+    accountId: row.account_id,
+    bookId: row.book_id,
+    securityId: row.security_id,
+    currency: row.currency,
+    netQuantity: row.net_quantity,
+    boughtQuantity: row.bought_quantity,
+    soldQuantity: row.sold_quantity,
+    boughtNotional: row.bought_notional,
+    soldNotional: row.sold_notional,
+    tradeCount: toSafeNumber(row.trade_count, 'positions.trade_count'),
+    lastSeq: toSafeNumber(row.last_seq, 'positions.last_seq'),
+    digest: row.digest,
+    leaseEpoch: toSafeNumber(row.lease_epoch, 'positions.lease_epoch'),
+    updatedAt: row.updated_at,
+  };
+}
+
+/** Inserts an applied trade. A duplicate trade_id or (partition_key, seq) is an error (23505). */
+export async function insertTrade(db: Executor, trade: NewTradeRecord): Promise<TradeRecord> {
+  const row = await db
+    .insertInto('trades')
+    .values({
+      trade_id: trade.tradeId,
+      partition_key: trade.partitionKey,
+      seq: String(trade.seq),
+      type: trade.type,
+      ref_trade_id: trade.refTradeId,
+      account_id: trade.accountId,
+      book_id: trade.bookId,
+      security_id: trade.securityId,
+      side: trade.side,
+      quantity: trade.quantity,
+      price: trade.price,
+      currency: trade.currency,
+      trade_time: trade.tradeTime,
+      payload: JSON.stringify(trade.payload),
+      payload_hash: trade.payloadHash,
+      enqueued_at: trade.enqueuedAt,
+      ...(trade.appliedAt === undefined ? {} : { applied_at: trade.appliedAt }),
+      eff_side: trade.effSide,
+      eff_quantity: trade.effQuantity,
+      eff_price: trade.effPrice,
+      eff_currency: trade.effCurrency,
+      status: trade.status,
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+  return toTradeRecord(row);
+}
+
+export async function getTrade(db: Executor, tradeId: string): Promise<TradeRecord | undefined> {
+  const row = await db.selectFrom('trades').selectAll().where('trade_id', '=', tradeId).executeTakeFirst();
+  return row && toTradeRecord(row);
+}
+
+export async function getPosition(db: Executor, partitionKey: string): Promise<PositionRecord | undefined> {
+  const row = await db
+    .selectFrom('positions')
+    .selectAll()
+    .where('partition_key', '=', partitionKey)
+    .executeTakeFirst();
+  return row && toPositionRecord(row);
+}
+
+/**
+ * Inserts or replaces a position, but never moves it backwards: an existing row is
+ * overwritten only when the new one has `lastSeq` and `leaseEpoch` at least as high.
+ * Returns false (and changes nothing) when the write was fenced off.
+ */
+export async function upsertPosition(db: Executor, position: NewPositionRecord): Promise<boolean> {
+  const values = {
+    partition_key: position.partitionKey,
+    account_id: position.accountId,
+    book_id: position.bookId,
+    security_id: position.securityId,
+    currency: position.currency,
+    net_quantity: position.netQuantity,
+    bought_quantity: position.boughtQuantity,
+    sold_quantity: position.soldQuantity,
+    bought_notional: position.boughtNotional,
+    sold_notional: position.soldNotional,
+    trade_count: String(toSafeNumber(position.tradeCount, 'tradeCount')),
+    last_seq: String(toSafeNumber(position.lastSeq, 'lastSeq')),
+    digest: position.digest,
+    lease_epoch: String(toSafeNumber(position.leaseEpoch, 'leaseEpoch')),
+  };
+  const result = await db
+    .insertInto('positions')
+    .values(values)
+    .onConflict((oc) =>
+      oc
+        .column('partition_key')
+        .doUpdateSet((eb) => ({
+          account_id: eb.ref('excluded.account_id'),
+          book_id: eb.ref('excluded.book_id'),
+          security_id: eb.ref('excluded.security_id'),
+          currency: eb.ref('excluded.currency'),
+          net_quantity: eb.ref('excluded.net_quantity'),
+          bought_quantity: eb.ref('excluded.bought_quantity'),
+          sold_quantity: eb.ref('excluded.sold_quantity'),
+          bought_notional: eb.ref('excluded.bought_notional'),
+          sold_notional: eb.ref('excluded.sold_notional'),
+          trade_count: eb.ref('excluded.trade_count'),
+          last_seq: eb.ref('excluded.last_seq'),
+          digest: eb.ref('excluded.digest'),
+          lease_epoch: eb.ref('excluded.lease_epoch'),
+          updated_at: eb.fn('now'),
+        }))
+        .where((eb) =>
+          eb.and([
+            eb('positions.last_seq', '<=', eb.ref('excluded.last_seq')),
+            eb('positions.lease_epoch', '<=', eb.ref('excluded.lease_epoch')),
+          ]),
+        ),
+    )
+    .executeTakeFirst();
+  return BigInt(result.numInsertedOrUpdatedRows ?? 0n) > 0n;
+}
+
+// ---------------------------------------------------------------------------
+// Batch apply (used by src/worker/apply.ts). Set-based: each function is one
+// statement, one round trip, whatever the number of rows, so that a batch of
+// trades costs a fixed handful of round trips inside its transaction.
+
+// Only this section builds raw SQL (ANY(array), UPDATE ... FROM unnest).
+import { sql } from 'kysely';
+
+/** The identifiers of a position row, as created before its first trade. */
+export interface PositionIdentity {
+  readonly partitionKey: string;
+  readonly accountId: string;
+  readonly bookId: string;
+  readonly securityId: string;
+}
+
+/** Creates the empty position (zeros, last_seq 0, lease_epoch 0) unless it exists. */
+export async function ensurePosition(db: Executor, ids: PositionIdentity): Promise<void> {
+  await db
+    .insertInto('positions')
+    .values({
+      partition_key: ids.partitionKey,
+      account_id: ids.accountId,
+      book_id: ids.bookId,
+      security_id: ids.securityId,
+    })
+    .onConflict((oc) => oc.column('partition_key').doNothing())
+    .execute();
+}
+
+/**
+ * SELECT ... FOR UPDATE of one position: in a transaction, the row lock that
+ * serializes every writer of the partition until commit or rollback.
+ */
+export async function lockPosition(db: Executor, partitionKey: string): Promise<PositionRecord | undefined> {
+  const row = await db
+    .selectFrom('positions')
+    .selectAll()
+    .where('partition_key', '=', partitionKey)
+    .forUpdate()
+    .executeTakeFirst();
+  return row && toPositionRecord(row);
+}
+
+/** Where a tradeId is already known to PostgreSQL: an applied trade or a dead letter. */
+export interface KnownTradeId {
+  readonly source: 'trade' | 'dead_letter';
+  readonly tradeId: string;
+  readonly partitionKey: string;
+  readonly seq: number;
+  readonly payloadHash: string;
+  /** null for a dead letter. */
+  readonly type: TradeType | null;
+  /** The effective terms (NEW rows only; null otherwise). */
+  readonly effSide: TradeSide | null;
+  readonly effQuantity: string | null;
+  readonly effPrice: string | null;
+  readonly effCurrency: string | null;
+  readonly status: TradeStatus | null;
+}
+
+interface KnownTradeIdRow {
+  source: 'trade' | 'dead_letter';
+  trade_id: string;
+  partition_key: string;
+  seq: string;
+  payload_hash: string;
+  type: TradeType | null;
+  eff_side: TradeSide | null;
+  eff_quantity: string | null;
+  eff_price: string | null;
+  eff_currency: string | null;
+  status: TradeStatus | null;
+}
+
+/**
+ * Every trades row and dead_letters row carrying one of `tradeIds`, in any
+ * partition, in one query. The caller filters (e.g. references must be NEW
+ * trades of its own partition).
+ */
+export async function findKnownTradeIds(db: Executor, tradeIds: Iterable<string>): Promise<KnownTradeId[]> {
+  const ids = [...new Set(tradeIds)];
+  if (ids.length === 0) return [];
+  const result = await sql<KnownTradeIdRow>`
+    select 'trade' as source, trade_id, partition_key, seq, payload_hash, type,
+           eff_side, eff_quantity, eff_price, eff_currency, status
+      from trades where trade_id = any(${ids}::text[])
+    union all
+    select 'dead_letter', trade_id, partition_key, seq, payload_hash, null,
+           null, null, null, null, null
+      from dead_letters where trade_id = any(${ids}::text[])`.execute(db);
+  return result.rows.map((r) => ({
+    source: r.source,
+    tradeId: r.trade_id,
+    partitionKey: r.partition_key,
+    seq: toSafeNumber(r.seq, `${r.source === 'trade' ? 'trades' : 'dead_letters'}.seq`),
+    payloadHash: r.payload_hash,
+    type: r.type,
+    effSide: r.eff_side,
+    effQuantity: r.eff_quantity,
+    effPrice: r.eff_price,
+    effCurrency: r.eff_currency,
+    status: r.status,
+  }));
+}
+
+/**
+ * One multi-row INSERT of applied trades; a trade_id already present is left
+ * alone (ON CONFLICT DO NOTHING). Returns the ids actually inserted, so the
+ * caller can tell a lost race from success.
+ */
+export async function insertTrades(db: Executor, trades: readonly NewTradeRecord[]): Promise<string[]> {
+  if (trades.length === 0) return [];
+  const rows = await db
+    .insertInto('trades')
+    .values(
+      trades.map((t) => ({
+        trade_id: t.tradeId,
+        partition_key: t.partitionKey,
+        seq: String(t.seq),
+        type: t.type,
+        ref_trade_id: t.refTradeId,
+        account_id: t.accountId,
+        book_id: t.bookId,
+        security_id: t.securityId,
+        side: t.side,
+        quantity: t.quantity,
+        price: t.price,
+        currency: t.currency,
+        trade_time: t.tradeTime,
+        payload: JSON.stringify(t.payload),
+        payload_hash: t.payloadHash,
+        enqueued_at: t.enqueuedAt,
+        ...(t.appliedAt === undefined ? {} : { applied_at: t.appliedAt }),
+        eff_side: t.effSide,
+        eff_quantity: t.effQuantity,
+        eff_price: t.effPrice,
+        eff_currency: t.effCurrency,
+        status: t.status,
+      })),
+    )
+    .onConflict((oc) => oc.column('trade_id').doNothing())
+    .returning('trade_id')
+    .execute();
+  return rows.map((r) => r.trade_id);
+}
+
+/** The new effective state of a NEW trade after an AMEND or CANCEL. */
+export interface EffectiveStateUpdate {
+  readonly tradeId: string;
+  readonly effSide: TradeSide;
+  readonly effQuantity: string;
+  readonly effPrice: string;
+  readonly effCurrency: string;
+  readonly status: 'live' | 'cancelled';
+}
+
+/**
+ * One UPDATE ... FROM unnest(...) of the effective state of NEW trades of
+ * `partitionKey`. Returns the number of rows updated.
+ */
+export async function updateEffectiveStates(
+  db: Executor,
+  partitionKey: string,
+  updates: readonly EffectiveStateUpdate[],
+): Promise<number> {
+  if (updates.length === 0) return 0;
+  const result = await sql`
+    update trades as t
+       set eff_side = v.eff_side, eff_quantity = v.eff_quantity, eff_price = v.eff_price,
+           eff_currency = v.eff_currency, status = v.status
+      from unnest(${updates.map((u) => u.tradeId)}::text[], ${updates.map((u) => u.effSide)}::text[],
+                  ${updates.map((u) => u.effQuantity)}::numeric[], ${updates.map((u) => u.effPrice)}::numeric[],
+                  ${updates.map((u) => u.effCurrency)}::text[], ${updates.map((u) => u.status)}::text[])
+           as v(trade_id, eff_side, eff_quantity, eff_price, eff_currency, status)
+     where t.trade_id = v.trade_id and t.partition_key = ${partitionKey} and t.type = 'NEW'`.execute(db);
+  return Number(result.numAffectedRows ?? 0n);
+}
+
+export interface NewDeadLetterRecord {
+  readonly tradeId: string;
+  readonly partitionKey: string;
+  readonly seq: number;
+  /** The trade as received; a body that is not a JSON object is wrapped as `{ raw: "<body>" }`. */
+  readonly payload: JsonObject;
+  readonly payloadHash: string;
+  /** A stable code (see the worker's error catalogue). */
+  readonly reasonCode: string;
+  readonly reason: string;
+}
+
+/** One multi-row INSERT of dead letters (ON CONFLICT DO NOTHING). Returns the number inserted. */
+export async function insertDeadLetters(
+  db: Executor,
+  letters: readonly NewDeadLetterRecord[],
+): Promise<number> {
+  if (letters.length === 0) return 0;
+  const result = await db
+    .insertInto('dead_letters')
+    .values(
+      letters.map((d) => ({
+        trade_id: d.tradeId,
+        partition_key: d.partitionKey,
+        seq: String(toSafeNumber(d.seq, 'seq')),
+        payload: JSON.stringify(d.payload),
+        payload_hash: d.payloadHash,
+        reason_code: d.reasonCode,
+        reason: d.reason,
+      })),
+    )
+    .onConflict((oc) => oc.doNothing())
+    .executeTakeFirst();
+  return Number(result.numInsertedOrUpdatedRows ?? 0n);
+}
+
+/**
+ * Overwrites every field of a position the caller holds locked (see
+ * lockPosition), with updated_at = now(). Returns false if the row is missing.
+ */
+export async function writeLockedPosition(db: Executor, position: NewPositionRecord): Promise<boolean> {
+  const result = await db
+    .updateTable('positions')
+    .set((eb) => ({
+      currency: position.currency,
+      net_quantity: position.netQuantity,
+      bought_quantity: position.boughtQuantity,
+      sold_quantity: position.soldQuantity,
+      bought_notional: position.boughtNotional,
+      sold_notional: position.soldNotional,
+      trade_count: String(toSafeNumber(position.tradeCount, 'tradeCount')),
+      last_seq: String(toSafeNumber(position.lastSeq, 'lastSeq')),
+      digest: position.digest,
+      lease_epoch: String(toSafeNumber(position.leaseEpoch, 'leaseEpoch')),
+      updated_at: eb.fn('now'),
+    }))
+    .where('partition_key', '=', position.partitionKey)
+    .executeTakeFirst();
+  return BigInt(result.numUpdatedRows) > 0n;
+}
+
+// ---------------------------------------------------------------------------
+// Dead letters, read side (used by the producer's GET /v1/trades/:tradeId).
+
+export interface DeadLetterRecord {
+  readonly tradeId: string;
+  readonly partitionKey: string;
+  readonly seq: number;
+  /** The trade as received (or `{ raw: "<body>" }`, see NewDeadLetterRecord). */
+  readonly payload: JsonObject;
+  readonly payloadHash: string;
+  readonly reasonCode: string;
+  readonly reason: string;
+  readonly createdAt: Date;
+  readonly replayedAt: Date | null;
+}
+
+export async function getDeadLetter(db: Executor, tradeId: string): Promise<DeadLetterRecord | undefined> {
+  const row = await db.selectFrom('dead_letters').selectAll().where('trade_id', '=', tradeId).executeTakeFirst();
+  return (
+    row && {
+      tradeId: row.trade_id,
+      partitionKey: row.partition_key,
+      seq: toSafeNumber(row.seq, 'dead_letters.seq'),
+      payload: row.payload,
+      payloadHash: row.payload_hash,
+      reasonCode: row.reason_code,
+      reason: row.reason,
+      createdAt: row.created_at,
+      replayedAt: row.replayed_at,
+    }
+  );
+}
