@@ -9,7 +9,7 @@ export interface ReconcilerOptions {
   namespace: string;
   /** How often a pass runs. @default 5000 */
   intervalMs?: number;
-  /** Partitions looked at per Lua call, so one call never blocks Redis for long. @default 500 */
+  /** Partitions looked at per Lua call (ZSCAN COUNT), so one call never blocks Redis for long. @default 500 */
   pageSize?: number;
   onArmed?: (partitionKeys: string[]) => void;
   onError?: (error: unknown) => void;
@@ -42,15 +42,20 @@ export class Reconciler {
     if (got !== 'OK') return [];
     const pageSize = this.opts.pageSize ?? 500;
     const armed: string[] = [];
-    for (let offset = 0; ; offset += pageSize) {
-      const r = await this.redis.tfUnarmed(this.keys.pending, this.keys.dedupPrefix, this.keys.jobPrefix, offset, pageSize);
-      const pks = r.slice(1) as string[];
-      if (pks.length > 0) {
-        await this.tokens.arm(pks);
-        armed.push(...pks);
+    // ZSCAN, not ranks: tokens drain partitions out of the set while we page,
+    // and ZSCAN still returns every member present for the whole pass.
+    let cursor = '0';
+    do {
+      const [next, flat] = await this.redis.zscan(this.keys.pending, cursor, 'COUNT', pageSize);
+      cursor = next;
+      const pks = flat.filter((_, i) => i % 2 === 0);
+      if (pks.length === 0) continue;
+      const unarmed = (await this.redis.tfUnarmed(this.keys.pending, this.keys.dedupPrefix, this.keys.jobPrefix, ...pks)) as string[];
+      if (unarmed.length > 0) {
+        await this.tokens.arm(unarmed);
+        armed.push(...unarmed);
       }
-      if (offset + pageSize >= Number(r[0])) break;
-    }
+    } while (cursor !== '0');
     if (armed.length > 0) this.opts.onArmed?.(armed);
     return armed;
   }

@@ -39,7 +39,7 @@ export interface ScriptCommands {
   tfHalt(...args: (string | number)[]): Promise<number>;
   tfResume(...args: (string | number)[]): Promise<number>;
   tfSkipHead(...args: (string | number)[]): Promise<number | string>;
-  tfUnarmed(...args: (string | number)[]): Promise<(number | string)[]>;
+  tfUnarmed(...args: (string | number)[]): Promise<string[]>;
 }
 
 export type ScriptedRedis = Redis & ScriptCommands;
