@@ -20,6 +20,7 @@ import {
   type EnqueueItem,
 } from '../../src/queue';
 import { redisUrl, testNamespace } from '../helpers/isolation';
+import { startRedis } from '../helpers/servers';
 import { waitFor } from '../helpers/processes';
 
 let redis: IORedis;
@@ -365,3 +366,35 @@ test('signals: pending partitions, backlog and oldest age equal the truth after 
   expect([...queued.values()].every((n) => n === 0)).toBe(true);
   await c!.close();
 }, 60000);
+
+test('redis-restart: queued trades survive a Redis restart (AOF), scripts are reloaded, and the drain resumes', async () => {
+  const server = await startRedis({ appendonly: true, appendfsync: 'always' });
+  const own = new IORedis(server.url, { maxRetriesPerRequest: null });
+  try {
+    const ns = testNamespace('restart');
+    const q = new PartitionQueue({ redis: own, namespace: ns });
+    const applied: string[] = [];
+    const c = new PartitionConsumer({
+      redis: own,
+      connection: own,
+      namespace: ns,
+      handler: async (b) => void applied.push(...b.items.map((i) => i.tradeId)),
+      batchSize: 2,
+      lockDurationMs: 1000,
+      stalledIntervalMs: 500,
+      autorun: false,
+    });
+    await q.enqueue(['A1', 'A2', 'A3'].map((t) => item('A', t)));
+    await server.restart();
+    // The same connections reconnect; EVALSHA meets NOSCRIPT and falls back to EVAL.
+    expect(await q.enqueue([item('A', 'A4')])).toEqual([{ status: 'queued', seq: 4 }]);
+    void c.run();
+    await waitFor('drain after the restart', async () => (await readSignals(own, q.keys)).backlog === 0, 15000);
+    expect(applied).toEqual(['A1', 'A2', 'A3', 'A4']);
+    await c.close();
+    await q.close();
+  } finally {
+    own.disconnect();
+    await server.stop();
+  }
+});
