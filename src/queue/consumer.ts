@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import { decodeEntry, type QueuedItem } from './codec';
 import { QueueKeys, TOKEN_QUEUE } from './keys';
 import { withScripts, type ScriptedRedis } from './scripts';
-import { TOKEN_BACKOFF, TokenQueue } from './tokens';
+import { TokenQueue } from './tokens';
 
 /** A run of consecutive trades at the head of one partition, handed to the handler. */
 export interface Batch {

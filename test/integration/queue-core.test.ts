@@ -298,7 +298,7 @@ test('signals: pending partitions, backlog and oldest age equal the truth after 
       lockDurationMs: 1000,
       stalledIntervalMs: 500,
       retry: { baseMs: 20, maxMs: 100 },
-      handler: async (b) => {
+      handler: async () => {
         if (rand(10) === 0) throw new Error('random failure');
         await new Promise((r) => setTimeout(r, rand(5)));
       },
