@@ -482,7 +482,11 @@ export interface DeadLetterRecord {
 }
 
 export async function getDeadLetter(db: Executor, tradeId: string): Promise<DeadLetterRecord | undefined> {
-  const row = await db.selectFrom('dead_letters').selectAll().where('trade_id', '=', tradeId).executeTakeFirst();
+  const row = await db
+    .selectFrom('dead_letters')
+    .selectAll()
+    .where('trade_id', '=', tradeId)
+    .executeTakeFirst();
   return (
     row && {
       tradeId: row.trade_id,

@@ -1,0 +1,613 @@
+/**
+ * Applies one batch of one partition to PostgreSQL, in one transaction.
+ *
+ * The position row is the partition's lock and its fence: the transaction
+ * takes it FOR UPDATE, refuses to commit when a newer lease wrote it (epoch),
+ * applies only trades past its `last_seq` (seq), and advances `last_seq` in the
+ * same commit as the trades, the dead letters and the new totals. A redelivered
+ * or zombie batch therefore changes nothing (I2, I4), and a gap in the seqs is
+ * never applied across (I1).
+ *
+ * Round trips per batch: begin, lock (plus create on the partition's first
+ * batch), one lookup, then at most one statement per table written, commit.
+ */
+import { createHash } from 'node:crypto';
+import type { Kysely } from 'kysely';
+
+import type { PermanentFailurePolicy } from '../config/variables';
+import {
+  ensurePosition,
+  findKnownTradeIds,
+  insertDeadLetters,
+  insertTrades,
+  lockPosition,
+  updateEffectiveStates,
+  writeLockedPosition,
+  type Database,
+  type EffectiveStateUpdate,
+  type Executor,
+  type JsonObject,
+  type KnownTradeId,
+  type NewDeadLetterRecord,
+  type NewTradeRecord,
+  type PositionRecord,
+} from '../db';
+import {
+  canonicalTradeJson,
+  foldTrade,
+  parsePartitionKey,
+  payloadHash,
+  skipSeq,
+  validateTrade,
+  type EffectiveTrade,
+  type FoldRejectionCode,
+  type PartitionIds,
+  type Position,
+  type Trade,
+} from '../domain';
+import { HaltPartitionError, type Batch, type QueuedItem } from '../queue';
+
+/**
+ * Why a trade is refused for good. Retrying it against the same state gives
+ * the same answer, so the policy dead-letters it or halts its partition.
+ * - the fold's codes (`unknown_ref`, `ref_cancelled`, `currency_mismatch`, `duplicate_trade`)
+ * - `invalid_payload`: the body is not JSON, fails validateTrade, or names
+ *   another tradeId or partition than its queue entry
+ * - `conflict`: the tradeId was already applied or dead-lettered with another payload
+ */
+export type ApplyRejectionCode = FoldRejectionCode | 'invalid_payload' | 'conflict';
+
+export const APPLY_REJECTION_CODES: readonly ApplyRejectionCode[] = [
+  'duplicate_trade',
+  'unknown_ref',
+  'ref_cancelled',
+  'currency_mismatch',
+  'invalid_payload',
+  'conflict',
+];
+
+/**
+ * Codes of a HaltPartitionError raised by applyBatch whatever the policy,
+ * because going on would break ordering or lose a trade:
+ * - `seq_gap`: the next seq offered is past `last_seq + 1` (lost trades, e.g.
+ *   Redis lost its state)
+ * - `seq_regression`: a trade offered at or below `last_seq` that PostgreSQL
+ *   never saw (Redis restarted its seq counters): skipping it would lose it
+ * - `invalid_partition_key`: the batch's key is not one partitionKey() builds
+ * - `dead_letter_exists`: a trade to dead-letter whose tradeId already has a
+ *   dead letter (the table is keyed by tradeId, so it cannot be recorded)
+ */
+export const APPLY_HALT_CODES = [
+  'seq_gap',
+  'seq_regression',
+  'invalid_partition_key',
+  'dead_letter_exists',
+] as const;
+export type ApplyHaltCode = (typeof APPLY_HALT_CODES)[number];
+
+/**
+ * The stored lease epoch is newer than the batch's: another worker took the
+ * partition after this one lost its lease. Nothing was committed; the caller
+ * must drop the batch (its ack will be refused in Redis as well).
+ */
+export class FencedError extends Error {
+  readonly code = 'fenced';
+  constructor(
+    readonly partitionKey: string,
+    readonly batchEpoch: number,
+    readonly storedEpoch: number,
+  ) {
+    super(
+      `partition ${partitionKey}: batch of lease epoch ${batchEpoch} refused, the position was written under epoch ${storedEpoch}; ` +
+        'this worker lost its lease',
+    );
+    this.name = 'FencedError';
+  }
+}
+
+export interface ApplyOptions {
+  /** What a permanently refused trade does: recorded and skipped, or stops the partition. */
+  readonly policy: PermanentFailurePolicy;
+}
+
+/** A trade dead-lettered by this batch. */
+export interface DeadLetterInfo {
+  readonly tradeId: string;
+  readonly seq: number;
+  readonly code: ApplyRejectionCode;
+  readonly reason: string;
+}
+
+export interface ApplyResult {
+  /** Trades folded into the position (NEW, AMEND and CANCEL each count one). */
+  readonly applied: number;
+  readonly deadLettered: number;
+  /** Re-deliveries of a tradeId already applied or dead-lettered with the same payload: no effect, seq consumed. */
+  readonly duplicates: number;
+  /** Items at or below the stored last_seq: already committed by an earlier delivery. */
+  readonly skipped: number;
+  /** The position's last_seq after the commit. */
+  readonly lastSeq: number;
+  /** The dead letters written, for logs and metrics. */
+  readonly deadLetters: readonly DeadLetterInfo[];
+}
+
+/** A body parsed and re-validated, or why it cannot be. */
+type Parsed =
+  | { ok: true; trade: Trade; payload: JsonObject; hash: string }
+  | { ok: false; reason: string; payload: JsonObject; hash: string };
+
+function sha256(text: string): string {
+  return createHash('sha256').update(text, 'utf8').digest('hex');
+}
+
+function isJsonObject(value: unknown): value is JsonObject {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+/**
+ * The producer validated the trade already; validating again costs little and
+ * means a corrupted or hand-pushed entry is refused with a reason instead of
+ * being folded. The hash is over the canonical JSON (as payloadHash does), so
+ * it compares with what earlier deliveries stored.
+ */
+export function parseBody(item: QueuedItem, ids: PartitionIds & { partitionKey: string }): Parsed {
+  let value: unknown;
+  try {
+    value = JSON.parse(item.body);
+  } catch (err) {
+    return {
+      ok: false,
+      reason: `body of trade ${item.tradeId} (seq ${item.seq}) is not JSON: ${(err as Error).message}`,
+      payload: { raw: item.body },
+      hash: sha256(item.body),
+    };
+  }
+  const asPayload: JsonObject = isJsonObject(value) ? value : { raw: item.body };
+  const result = validateTrade(value);
+  if (!result.ok) {
+    const problems = result.errors.map((e) => e.message).join('; ');
+    return {
+      ok: false,
+      reason: `trade ${item.tradeId} (seq ${item.seq}) fails validation: ${problems}`,
+      payload: asPayload,
+      hash: sha256(item.body),
+    };
+  }
+  const trade = result.trade;
+  const canonical = canonicalTradeJson(trade);
+  const payload = JSON.parse(canonical) as JsonObject;
+  const hash = payloadHash(trade);
+  if (trade.tradeId !== item.tradeId) {
+    return {
+      ok: false,
+      reason: `queue entry seq ${item.seq} is for trade ${item.tradeId} but its body is trade ${trade.tradeId}`,
+      payload,
+      hash,
+    };
+  }
+  if (
+    trade.accountId !== ids.accountId ||
+    trade.bookId !== ids.bookId ||
+    trade.securityId !== ids.securityId
+  ) {
+    return {
+      ok: false,
+      reason:
+        `trade ${trade.tradeId} (account ${trade.accountId}, book ${trade.bookId}, security ${trade.securityId}) ` +
+        `was queued in partition ${ids.partitionKey}`,
+      payload,
+      hash,
+    };
+  }
+  return { ok: true, trade, payload, hash };
+}
+
+function toPosition(row: PositionRecord): Position {
+  return {
+    partitionKey: row.partitionKey,
+    accountId: row.accountId,
+    bookId: row.bookId,
+    securityId: row.securityId,
+    currency: row.currency,
+    netQuantity: row.netQuantity,
+    boughtQuantity: row.boughtQuantity,
+    soldQuantity: row.soldQuantity,
+    boughtNotional: row.boughtNotional,
+    soldNotional: row.soldNotional,
+    tradeCount: row.tradeCount,
+    lastSeq: row.lastSeq,
+    digest: row.digest,
+  };
+}
+
+function effectiveFromRow(row: KnownTradeId): EffectiveTrade | undefined {
+  if (row.effSide === null || row.effQuantity === null || row.effPrice === null || row.effCurrency === null) {
+    return undefined;
+  }
+  if (row.status !== 'live' && row.status !== 'cancelled') return undefined;
+  return {
+    tradeId: row.tradeId,
+    side: row.effSide,
+    quantity: row.effQuantity,
+    price: row.effPrice,
+    currency: row.effCurrency,
+    status: row.status,
+  };
+}
+
+function sameEffective(a: EffectiveTrade, b: EffectiveTrade): boolean {
+  return (
+    a.side === b.side &&
+    a.quantity === b.quantity &&
+    a.price === b.price &&
+    a.currency === b.currency &&
+    a.status === b.status
+  );
+}
+
+function tradeRecord(
+  trade: Trade,
+  item: QueuedItem,
+  partitionKey: string,
+  payload: JsonObject,
+  hash: string,
+): NewTradeRecord {
+  const isNew = trade.type === 'NEW';
+  return {
+    tradeId: trade.tradeId,
+    partitionKey,
+    seq: item.seq,
+    type: trade.type,
+    refTradeId: trade.type === 'NEW' ? null : trade.refTradeId,
+    accountId: trade.accountId,
+    bookId: trade.bookId,
+    securityId: trade.securityId,
+    side: trade.side ?? null,
+    quantity: trade.quantity ?? null,
+    price: trade.price ?? null,
+    currency: trade.currency ?? null,
+    tradeTime: trade.tradeTime,
+    payload,
+    payloadHash: hash,
+    enqueuedAt: new Date(item.enqueuedAt),
+    // Filled from the final effective state at write time (an AMEND later in the batch may change it).
+    effSide: isNew ? trade.side : null,
+    effQuantity: isNew ? trade.quantity : null,
+    effPrice: isNew ? trade.price : null,
+    effCurrency: isNew ? trade.currency : null,
+    status: trade.type === 'NEW' ? 'live' : trade.type === 'AMEND' ? 'amend' : 'cancel',
+  };
+}
+
+type Outcome = { result: ApplyResult; halt?: HaltPartitionError['reason'] };
+
+/** What PostgreSQL (or this batch so far) already holds under a tradeId. */
+interface Seen {
+  /** Payload hashes of the trade and of its dead letters (a conflict's differs). */
+  readonly hashes: Set<string>;
+  /** For messages: "applied at seq 12 of partition P". */
+  where: string;
+}
+
+/**
+ * Applies `batch` in one READ COMMITTED transaction (see the file header).
+ *
+ * @throws FencedError when a newer lease wrote the position (nothing committed)
+ * @throws HaltPartitionError with code `seq_gap` / `seq_regression` /
+ *   `invalid_partition_key` / `dead_letter_exists` whatever the policy, or with
+ *   the rejection code under the `halt` policy; what came before the offending
+ *   trade is committed first, so a resumed partition skips it by seq.
+ * Database errors propagate as they are (see retry.ts for which are transient).
+ */
+export async function applyBatch(
+  db: Kysely<Database>,
+  batch: Batch,
+  opts: ApplyOptions,
+): Promise<ApplyResult> {
+  let ids: PartitionIds & { partitionKey: string };
+  try {
+    ids = { ...parsePartitionKey(batch.partitionKey), partitionKey: batch.partitionKey };
+  } catch (err) {
+    throw new HaltPartitionError({ code: 'invalid_partition_key', message: (err as Error).message });
+  }
+  const outcome = await db
+    .transaction()
+    .setIsolationLevel('read committed')
+    .execute((trx) => applyInTransaction(trx, batch, ids, opts));
+  if (outcome.halt) throw new HaltPartitionError(outcome.halt);
+  return outcome.result;
+}
+
+async function lockOrCreate(
+  trx: Executor,
+  ids: PartitionIds & { partitionKey: string },
+): Promise<PositionRecord> {
+  // Lock first: the row exists for every batch but a partition's first.
+  const existing = await lockPosition(trx, ids.partitionKey);
+  if (existing) return existing;
+  await ensurePosition(trx, ids);
+  const created = await lockPosition(trx, ids.partitionKey);
+  if (!created) throw new Error(`position ${ids.partitionKey} vanished right after it was created`);
+  return created;
+}
+
+async function applyInTransaction(
+  trx: Executor,
+  batch: Batch,
+  ids: PartitionIds & { partitionKey: string },
+  opts: ApplyOptions,
+): Promise<Outcome> {
+  const pk = ids.partitionKey;
+  const row = await lockOrCreate(trx, ids);
+  if (row.leaseEpoch > batch.epoch) throw new FencedError(pk, batch.epoch, row.leaseEpoch);
+
+  const old = batch.items.filter((i) => i.seq <= row.lastSeq);
+  const fresh = batch.items.filter((i) => i.seq > row.lastSeq);
+  const parsed = fresh.map((item) => parseBody(item, ids));
+
+  const lookupIds = new Set<string>();
+  for (const i of batch.items) lookupIds.add(i.tradeId);
+  for (const p of parsed) if (p.ok && p.trade.type !== 'NEW') lookupIds.add(p.trade.refTradeId);
+  const known = await findKnownTradeIds(trx, lookupIds);
+
+  // A seq at or below last_seq is normally a redelivery of what was committed.
+  // Every consumed seq leaves its tradeId in trades or dead_letters, so an id
+  // found in neither was never seen here: Redis must have reset its counters.
+  const knownIds = new Set(known.map((k) => k.tradeId));
+  const unseen = old.find((i) => !knownIds.has(i.tradeId));
+  if (unseen) {
+    return {
+      result: emptyResult(row.lastSeq, old.length),
+      halt: {
+        code: 'seq_regression',
+        message:
+          `partition ${pk}: trade ${unseen.tradeId} was offered at seq ${unseen.seq}, at or below last_seq ${row.lastSeq}, ` +
+          'but was never applied or dead-lettered: the queue probably lost its state (seq counter reset); ' +
+          'skipping it would lose the trade',
+        tradeId: unseen.tradeId,
+        seq: unseen.seq,
+      },
+    };
+  }
+
+  const seen = new Map<string, Seen>();
+  const deadLettered = new Set<string>();
+  const remember = (tradeId: string, hash: string, where: string) => {
+    const entry = seen.get(tradeId);
+    if (entry) entry.hashes.add(hash);
+    else seen.set(tradeId, { hashes: new Set([hash]), where });
+  };
+  const effective = new Map<string, EffectiveTrade>();
+  const loaded = new Map<string, EffectiveTrade>();
+  // Trades first, so that messages name the applied trade rather than a conflict's dead letter.
+  for (const k of [...known].sort((x, y) => (x.source === y.source ? 0 : x.source === 'trade' ? -1 : 1))) {
+    if (k.source === 'dead_letter') {
+      deadLettered.add(k.tradeId);
+      remember(k.tradeId, k.payloadHash, `dead-lettered at seq ${k.seq} of partition ${k.partitionKey}`);
+      continue;
+    }
+    remember(k.tradeId, k.payloadHash, `applied at seq ${k.seq} of partition ${k.partitionKey}`);
+    if (k.partitionKey === pk && k.type === 'NEW') {
+      const eff = effectiveFromRow(k);
+      if (eff) {
+        effective.set(k.tradeId, eff);
+        loaded.set(k.tradeId, eff);
+      }
+    }
+  }
+
+  let position = toPosition(row);
+  const tradeRows: NewTradeRecord[] = [];
+  const deadLetters: NewDeadLetterRecord[] = [];
+  const deadLetterInfos: DeadLetterInfo[] = [];
+  let applied = 0;
+  let duplicates = 0;
+  let halt: HaltPartitionError['reason'] | undefined;
+
+  for (let n = 0; n < fresh.length; n++) {
+    const item = fresh[n]!;
+    const p = parsed[n]!;
+    if (item.seq !== position.lastSeq + 1) {
+      halt = {
+        code: 'seq_gap',
+        message:
+          `partition ${pk}: expected seq ${position.lastSeq + 1} after last_seq ${position.lastSeq}, the queue offered ${item.seq}; ` +
+          'trades in between are missing (the queue lost data?): nothing past the gap is applied',
+        tradeId: item.tradeId,
+        seq: item.seq,
+      };
+      break;
+    }
+
+    let rejection: { code: ApplyRejectionCode; reason: string } | undefined;
+    const prior = seen.get(item.tradeId);
+    if (prior?.hashes.has(p.hash)) {
+      // Delivered again after the queue's dedup window: already has its effect.
+      position = skipSeq(position, item.seq);
+      duplicates++;
+      continue;
+    }
+    if (prior) {
+      rejection = {
+        code: 'conflict',
+        reason: `trade ${item.tradeId} (seq ${item.seq}) reuses a tradeId already ${prior.where} with another payload`,
+      };
+    } else if (!p.ok) {
+      rejection = { code: 'invalid_payload', reason: p.reason };
+    } else {
+      const folded = foldTrade(position, p.trade, item.seq, (id) => effective.get(id));
+      if (folded.ok) {
+        position = folded.position;
+        for (const u of folded.upserts) effective.set(u.tradeId, u);
+        tradeRows.push(tradeRecord(p.trade, item, pk, p.payload, p.hash));
+        remember(item.tradeId, p.hash, `applied at seq ${item.seq} of partition ${pk}`);
+        applied++;
+        continue;
+      }
+      rejection = { code: folded.code, reason: folded.reason };
+    }
+
+    if (opts.policy === 'halt') {
+      halt = { code: rejection.code, message: rejection.reason, tradeId: item.tradeId, seq: item.seq };
+      break;
+    }
+    if (deadLettered.has(item.tradeId)) {
+      halt = {
+        code: 'dead_letter_exists',
+        message: `${rejection.reason}; it cannot be dead-lettered because trade ${item.tradeId} already has a dead letter`,
+        tradeId: item.tradeId,
+        seq: item.seq,
+      };
+      break;
+    }
+    deadLetters.push({
+      tradeId: item.tradeId,
+      partitionKey: pk,
+      seq: item.seq,
+      payload: p.payload,
+      payloadHash: p.hash,
+      reasonCode: rejection.code,
+      reason: rejection.reason,
+    });
+    deadLetterInfos.push({
+      tradeId: item.tradeId,
+      seq: item.seq,
+      code: rejection.code,
+      reason: rejection.reason,
+    });
+    // A later item with this id is a duplicate of the dead letter (or a conflict with it).
+    deadLettered.add(item.tradeId);
+    remember(item.tradeId, p.hash, `dead-lettered at seq ${item.seq} of partition ${pk}`);
+    position = skipSeq(position, item.seq);
+  }
+
+  // NEW rows carry their final state; NEW rows loaded from the table that changed are updated.
+  const finalRows = tradeRows.map((t) => {
+    const eff = t.type === 'NEW' ? effective.get(t.tradeId) : undefined;
+    return eff
+      ? {
+          ...t,
+          effSide: eff.side,
+          effQuantity: eff.quantity,
+          effPrice: eff.price,
+          effCurrency: eff.currency,
+          status: eff.status,
+        }
+      : t;
+  });
+  const updates: EffectiveStateUpdate[] = [];
+  for (const [id, before] of loaded) {
+    const after = effective.get(id)!;
+    if (!sameEffective(before, after)) {
+      updates.push({
+        tradeId: id,
+        effSide: after.side,
+        effQuantity: after.quantity,
+        effPrice: after.price,
+        effCurrency: after.currency,
+        status: after.status,
+      });
+    }
+  }
+
+  const inserted = await insertTrades(trx, finalRows);
+  if (inserted.length !== finalRows.length) {
+    // Another partition committed one of these tradeIds since the lookup. Roll
+    // back; the next attempt sees it and treats it as a conflict.
+    const missing = finalRows.map((t) => t.tradeId).filter((id) => !inserted.includes(id));
+    throw new Error(
+      `partition ${pk}: tradeId(s) ${missing.join(', ')} were inserted concurrently by another partition; retry the batch`,
+    );
+  }
+  const updated = await updateEffectiveStates(trx, pk, updates);
+  if (updated !== updates.length) {
+    throw new Error(
+      `partition ${pk}: updated ${updated} of ${updates.length} referenced trades; the table changed under the lock`,
+    );
+  }
+  const letters = await insertDeadLetters(trx, deadLetters);
+  if (letters !== deadLetters.length) {
+    throw new Error(
+      `partition ${pk}: ${deadLetters.length - letters} dead letter(s) were inserted concurrently; retry the batch`,
+    );
+  }
+
+  const advanced = position.lastSeq !== row.lastSeq;
+  if (advanced || batch.epoch > row.leaseEpoch) {
+    await writeLockedPosition(trx, { ...position, leaseEpoch: Math.max(batch.epoch, row.leaseEpoch) });
+  }
+
+  return {
+    result: {
+      applied,
+      deadLettered: deadLetters.length,
+      duplicates,
+      skipped: old.length,
+      lastSeq: position.lastSeq,
+      deadLetters: deadLetterInfos,
+    },
+    halt,
+  };
+}
+
+function emptyResult(lastSeq: number, skipped: number): ApplyResult {
+  return { applied: 0, deadLettered: 0, duplicates: 0, skipped, lastSeq, deadLetters: [] };
+}
+
+export interface SkipTradeInput {
+  readonly partitionKey: string;
+  /** The head of the halted partition, as readHead returns it. */
+  readonly item: QueuedItem;
+  readonly reasonCode: string;
+  readonly reason: string;
+}
+
+/**
+ * For an operator skipping the head of a halted partition: records the trade
+ * as a dead letter and advances last_seq past it, in one transaction, so that
+ * the partition resumes without a seq gap. Call it BEFORE PartitionAdmin.skipHead
+ * (which removes the trade from Redis); calling it twice is harmless.
+ *
+ * Returns 'skipped', or 'already-consumed' when last_seq is already at or past
+ * the item (applied, dead-lettered or skipped before).
+ * @throws HaltPartitionError `seq_gap` when the item is not the next seq.
+ */
+export async function skipTrade(
+  db: Kysely<Database>,
+  input: SkipTradeInput,
+): Promise<'skipped' | 'already-consumed'> {
+  const ids = { ...parsePartitionKey(input.partitionKey), partitionKey: input.partitionKey };
+  return db
+    .transaction()
+    .setIsolationLevel('read committed')
+    .execute(async (trx) => {
+      const row = await lockOrCreate(trx, ids);
+      if (input.item.seq <= row.lastSeq) return 'already-consumed';
+      if (input.item.seq !== row.lastSeq + 1) {
+        throw new HaltPartitionError({
+          code: 'seq_gap',
+          message: `partition ${ids.partitionKey}: cannot skip seq ${input.item.seq}, the next is ${row.lastSeq + 1}`,
+          tradeId: input.item.tradeId,
+          seq: input.item.seq,
+        });
+      }
+      const p = parseBody(input.item, ids);
+      await insertDeadLetters(trx, [
+        {
+          tradeId: input.item.tradeId,
+          partitionKey: ids.partitionKey,
+          seq: input.item.seq,
+          payload: p.payload,
+          payloadHash: p.hash,
+          reasonCode: input.reasonCode,
+          reason: input.reason,
+        },
+      ]);
+      await writeLockedPosition(trx, {
+        ...skipSeq(toPosition(row), input.item.seq),
+        leaseEpoch: row.leaseEpoch,
+      });
+      return 'skipped';
+    });
+}

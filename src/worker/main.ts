@@ -1,0 +1,376 @@
+/**
+ * The worker process: drains partitions from Redis into PostgreSQL.
+ *
+ * The only place in the worker that opens connections. Run it with
+ * `node --import tsx src/worker/main.ts` (or through the CLI, which calls
+ * runWorker). Configuration comes from the environment (see src/config).
+ */
+import { sql } from 'kysely';
+import IORedis, { type Redis } from 'ioredis';
+
+import { describeConfig, loadWorkerConfig, ConfigError, type Env, type WorkerConfig } from '../config';
+import { createDb, type DbHandle } from '../db';
+import { createLogger, type Logger } from '../observability/logger';
+import { HaltPartitionError, PartitionConsumer, Reconciler, type Batch, type ConsumerEvent } from '../queue';
+import { applyBatch, FencedError, type ApplyOptions } from './apply';
+import { CircuitBreaker, type BreakerState } from './circuit-breaker';
+import { isConnectionError, isTransientError, withRetry } from './retry';
+
+/** Tuning that has no environment variable (yet); the defaults suit production. */
+export interface WorkerTuning {
+  /** In-place retries of a batch on transient errors. @default { attempts: 5, baseMs: 100, maxMs: 2000 } */
+  readonly retry?: { readonly attempts: number; readonly baseMs: number; readonly maxMs: number };
+  /** @default { threshold: 5, probeBaseMs: 1000, probeMaxMs: 10000 } */
+  readonly breaker?: {
+    readonly threshold: number;
+    readonly probeBaseMs: number;
+    readonly probeMaxMs: number;
+  };
+  /** How often the reconciler re-arms partitions without a token. @default 5000 */
+  readonly reconcileIntervalMs?: number;
+}
+
+export interface RunWorkerOptions extends WorkerTuning {
+  /** @default a JSON logger on stdout at LOG_LEVEL */
+  readonly logger?: Logger;
+  /** Install SIGTERM/SIGINT handlers that shut down and exit. @default true */
+  readonly handleSignals?: boolean;
+  /** @default process.exit */
+  readonly exit?: (code: number) => void;
+}
+
+export interface RunningWorker {
+  readonly config: WorkerConfig;
+  readonly logger: Logger;
+  readonly consumer: PartitionConsumer;
+  readonly reconciler: Reconciler;
+  readonly breaker: CircuitBreaker;
+  /**
+   * Graceful shutdown, idempotent (the same promise every time): stop taking
+   * tokens, let batches in hand finish within SHUTDOWN_TIMEOUT_MS, then force;
+   * close reconciler, consumer, Redis and PostgreSQL. `forced` is true when
+   * the deadline was hit.
+   */
+  close(): Promise<{ forced: boolean }>;
+}
+
+export interface BatchHandlerDeps {
+  readonly db: DbHandle['db'];
+  readonly policy: ApplyOptions['policy'];
+  readonly logger: Logger;
+  readonly breaker: CircuitBreaker;
+  readonly retry: NonNullable<WorkerTuning['retry']>;
+  /** True once shutdown began: batches in hand stop retrying. */
+  readonly stopping: () => boolean;
+}
+
+function seqRange(batch: Batch): { firstSeq: number | undefined; lastSeq: number | undefined } {
+  return { firstSeq: batch.items[0]?.seq, lastSeq: batch.items[batch.items.length - 1]?.seq };
+}
+
+/**
+ * The PartitionConsumer handler: applyBatch with in-place retries of transient
+ * errors, reporting each attempt to the circuit breaker, with one log line per
+ * batch (partitionKey, epoch, seq range, tradeIds) and one warning per dead letter.
+ */
+export function createBatchHandler(deps: BatchHandlerDeps): (batch: Batch) => Promise<void> {
+  const { db, policy, logger, breaker, retry } = deps;
+  return async (batch) => {
+    const started = performance.now();
+    const about = { partitionKey: batch.partitionKey, epoch: batch.epoch, ...seqRange(batch) };
+    const attempt = async () => {
+      try {
+        const result = await applyBatch(db, batch, { policy });
+        breaker.recordSuccess();
+        return result;
+      } catch (err) {
+        // A halt or a fence is an answer from the database: it is reachable.
+        if (err instanceof HaltPartitionError || err instanceof FencedError) breaker.recordSuccess();
+        else breaker.recordFailure(err);
+        throw err;
+      }
+    };
+    try {
+      const result = await withRetry(attempt, {
+        ...retry,
+        isTransient: isTransientError,
+        canRetry: () => !deps.stopping() && breaker.state === 'closed',
+        onRetry: ({ attempt: n, delayMs, error }) =>
+          logger.warn(
+            { ...about, attempt: n, delayMs, err: error },
+            'transient database error; retrying the batch',
+          ),
+      });
+      for (const d of result.deadLetters) {
+        logger.warn(
+          {
+            partitionKey: batch.partitionKey,
+            tradeId: d.tradeId,
+            seq: d.seq,
+            reasonCode: d.code,
+            reason: d.reason,
+          },
+          `dead-lettered trade ${d.tradeId}: ${d.code}`,
+        );
+      }
+      logger.info(
+        {
+          ...about,
+          tradeIds: batch.items.map((i) => i.tradeId),
+          applied: result.applied,
+          deadLettered: result.deadLettered,
+          duplicates: result.duplicates,
+          skipped: result.skipped,
+          positionLastSeq: result.lastSeq,
+          ms: Math.round(performance.now() - started),
+        },
+        'applied batch',
+      );
+    } catch (err) {
+      if (err instanceof HaltPartitionError) {
+        // Logged at warn by the consumer's 'halted' event once Redis has it.
+        logger.info(
+          { ...about, tradeIds: batch.items.map((i) => i.tradeId), reason: err.reason },
+          'batch halts its partition',
+        );
+      } else if (err instanceof FencedError) {
+        logger.warn(
+          { ...about, storedEpoch: err.storedEpoch },
+          'batch refused by PostgreSQL: this worker lost its lease',
+        );
+      } else if (isTransientError(err)) {
+        logger.warn(
+          { ...about, attempt: batch.attempt, err },
+          'batch failed on a transient error; the partition will be retried',
+        );
+      } else {
+        logger.error(
+          { ...about, attempt: batch.attempt, err },
+          'batch failed on an unexpected error; the partition will be retried',
+        );
+      }
+      throw err;
+    }
+  };
+}
+
+function logConsumerEvent(logger: Logger, e: ConsumerEvent): void {
+  switch (e.type) {
+    case 'halted':
+      logger.warn(
+        {
+          partitionKey: e.partitionKey,
+          tradeId: e.reason.tradeId,
+          seq: e.reason.seq,
+          reasonCode: e.reason.code,
+          reason: e.reason.message,
+        },
+        `partition halted: ${e.reason.code}`,
+      );
+      return;
+    case 'lease-lost':
+      logger.warn({ partitionKey: e.partitionKey, why: e.why }, 'lease lost; the batch was not acked');
+      return;
+    case 'failed':
+      logger.debug(
+        { partitionKey: e.partitionKey, attempt: e.attempt, err: e.error },
+        'drain token failed; it will be retried',
+      );
+      return;
+    case 'acked':
+      logger.debug(
+        { partitionKey: e.partitionKey, epoch: e.epoch, firstSeq: e.firstSeq, lastSeq: e.lastSeq },
+        'acked',
+      );
+      return;
+    case 'yielded':
+      logger.debug(
+        { partitionKey: e.partitionKey, remaining: e.remaining },
+        'budget spent; partition yielded',
+      );
+      return;
+  }
+}
+
+/** Logs at most one line per `everyMs` for a noisy error source (a Redis outage reports every reconnect). */
+function throttled(logger: Logger, msg: string, everyMs = 10_000): (err: unknown) => void {
+  let last = 0;
+  let suppressed = 0;
+  return (err) => {
+    const now = Date.now();
+    if (now - last < everyMs) {
+      suppressed++;
+      return;
+    }
+    logger.warn({ err, suppressed }, msg);
+    last = now;
+    suppressed = 0;
+  };
+}
+
+function withDeadline<T>(p: Promise<T>, ms: number): Promise<{ done: true; value: T } | { done: false }> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<{ done: false }>((resolve) => {
+    timer = setTimeout(() => resolve({ done: false }), Math.max(0, ms));
+  });
+  return Promise.race([p.then((value) => ({ done: true as const, value })), timeout]).finally(() =>
+    clearTimeout(timer),
+  );
+}
+
+const DEFAULT_RETRY = { attempts: 5, baseMs: 100, maxMs: 2000 } as const;
+const DEFAULT_BREAKER = { threshold: 5, probeBaseMs: 1000, probeMaxMs: 10_000 } as const;
+
+/**
+ * Starts a worker: loads the configuration (every bad variable reported in
+ * one ConfigError), connects, and starts draining. Resolves once started.
+ */
+export async function runWorker(
+  env: Env = process.env,
+  options: RunWorkerOptions = {},
+): Promise<RunningWorker> {
+  const config = loadWorkerConfig(env);
+  const logger = options.logger ?? createLogger({ level: config.logLevel, name: 'tradefleet-worker' });
+  const exit = options.exit ?? ((code: number) => process.exit(code));
+  const retry = options.retry ?? DEFAULT_RETRY;
+  const breakerTuning = options.breaker ?? DEFAULT_BREAKER;
+  logger.info({ config: describeConfig(config) }, 'worker starting');
+
+  const dbHandle = createDb({
+    databaseUrl: config.databaseUrl,
+    poolSize: config.pgPoolSize,
+    applicationName: 'tradefleet-worker',
+    logger,
+  });
+  // One connection for the scripts, the token queues and BullMQ (which
+  // duplicates it for its blocking fetch). null: commands wait out a Redis
+  // restart instead of failing after 20 retries.
+  const redis: Redis = new IORedis(config.redisUrl, { maxRetriesPerRequest: null });
+  redis.on('error', throttled(logger, 'Redis connection error'));
+
+  let stopping = false;
+  // The breaker's callbacks use `consumer` (declared below): they only run
+  // after a batch failed, so after it exists.
+  const breaker = new CircuitBreaker({
+    probe: () => sql`select 1`.execute(dbHandle.db),
+    isFailure: isConnectionError,
+    ...breakerTuning,
+    onStateChange: async (state: BreakerState, previous: BreakerState, info) => {
+      if (state === 'open' && previous === 'closed') {
+        logger.error(
+          { err: info.error },
+          'PostgreSQL unreachable: circuit open, taking no new partitions until it answers',
+        );
+        await consumer.worker.pause(true);
+      } else if (state === 'open') {
+        logger.warn(
+          { err: info.error, nextProbeMs: breaker.nextProbeDelayMs() },
+          'PostgreSQL still unreachable',
+        );
+      } else if (state === 'closed') {
+        logger.info('PostgreSQL reachable again: circuit closed, resuming');
+        if (!stopping) await consumer.worker.resume();
+      }
+    },
+    onError: (err) => logger.error({ err }, 'circuit breaker transition failed'),
+  });
+
+  const consumer = new PartitionConsumer({
+    redis,
+    connection: redis,
+    namespace: config.namespace,
+    concurrency: config.concurrency,
+    batchSize: config.batchSize,
+    budget: config.budget,
+    lockDurationMs: config.lockDurationMs,
+    stalledIntervalMs: config.stalledIntervalMs,
+    handler: createBatchHandler({
+      db: dbHandle.db,
+      policy: config.permanentFailurePolicy,
+      logger,
+      breaker,
+      retry,
+      stopping: () => stopping,
+    }),
+    onEvent: (e) => logConsumerEvent(logger, e),
+  });
+  consumer.worker.on('error', throttled(logger, 'drain-token worker error'));
+  const reconciler = new Reconciler({
+    redis,
+    namespace: config.namespace,
+    intervalMs: options.reconcileIntervalMs ?? 5000,
+    onArmed: (pks) =>
+      logger.info(
+        { partitionKeys: pks.slice(0, 50), count: pks.length },
+        're-armed partitions without a drain token',
+      ),
+    onError: throttled(logger, 'reconciler pass failed'),
+  });
+  reconciler.start();
+
+  let closing: Promise<{ forced: boolean }> | undefined;
+  const close = (): Promise<{ forced: boolean }> =>
+    (closing ??= (async () => {
+      stopping = true;
+      const deadline = Date.now() + config.shutdownTimeoutMs;
+      logger.info({ timeoutMs: config.shutdownTimeoutMs }, 'shutting down: finishing the batches in hand');
+      breaker.close();
+      let forced = false;
+      const reconcilerClosed = await withDeadline(reconciler.close(), deadline - Date.now());
+      // The consumer stops fetching and hands each partition back at a batch boundary.
+      const consumerClosed = reconcilerClosed.done
+        ? await withDeadline(consumer.close(), deadline - Date.now())
+        : ({ done: false } as const);
+      if (consumerClosed.done) {
+        await redis.quit().catch(() => redis.disconnect());
+      } else {
+        forced = true;
+        logger.warn(
+          'shutdown deadline reached: dropping the batches in hand (their leases expire and other workers resume them)',
+        );
+        redis.disconnect();
+      }
+      // pool.end() waits for checked-out clients; a query stuck on a dead server must not hold the exit.
+      const dbClosed = await withDeadline(dbHandle.close(), Math.max(1000, deadline - Date.now()));
+      if (!dbClosed.done) forced = true;
+      logger.info({ forced }, 'worker stopped');
+      return { forced };
+    })());
+
+  if (options.handleSignals ?? true) {
+    let signals = 0;
+    const onSignal = (signal: NodeJS.Signals) => {
+      signals++;
+      if (signals > 1) {
+        logger.warn({ signal }, 'second signal: exiting now');
+        exit(1);
+        return;
+      }
+      logger.info({ signal }, 'signal received');
+      close().then(
+        ({ forced }) => exit(forced ? 1 : 0),
+        (err) => {
+          logger.error({ err }, 'shutdown failed');
+          exit(1);
+        },
+      );
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  }
+
+  logger.info(
+    { namespace: config.namespace, concurrency: config.concurrency, policy: config.permanentFailurePolicy },
+    'worker started',
+  );
+  return { config, logger, consumer, reconciler, breaker, close };
+}
+
+if (require.main === module) {
+  runWorker().catch((err: unknown) => {
+    const logger = createLogger({ level: 'info', name: 'tradefleet-worker' });
+    if (err instanceof ConfigError) logger.fatal({ problems: err.problems }, err.message);
+    else logger.fatal({ err }, 'worker failed to start');
+    process.exit(1);
+  });
+}
