@@ -47,6 +47,8 @@ export interface WorkerConfig {
   readonly lockDurationMs: number;
   readonly stalledIntervalMs: number;
   readonly permanentFailurePolicy: PermanentFailurePolicy;
+  /** How long applied trade ids are remembered in Redis for duplicate detection (the worker writes the markers). */
+  readonly dedupWindowSeconds: number;
   readonly pgPoolSize: number;
   readonly shutdownTimeoutMs: number;
 }
@@ -100,6 +102,7 @@ export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
     lockDurationMs: v.LOCK_DURATION_MS,
     stalledIntervalMs: v.STALLED_INTERVAL_MS,
     permanentFailurePolicy: v.PERMANENT_FAILURE_POLICY,
+    dedupWindowSeconds: v.DEDUP_WINDOW_SECONDS,
     pgPoolSize: v.PG_POOL_SIZE,
     shutdownTimeoutMs: v.SHUTDOWN_TIMEOUT_MS,
   });

@@ -83,7 +83,7 @@ export const configSchema = {
     min: 1,
     max: 31_536_000,
     default: 86400,
-    description: 'How long an accepted tradeId is remembered to detect duplicate enqueues.',
+    description: 'How long an applied tradeId is remembered in Redis to detect duplicate enqueues (producer and worker must agree); PostgreSQL still refuses a duplicate effect after that.',
   }),
   MAX_BACKLOG: int({
     min: 0,
@@ -143,6 +143,7 @@ export const WORKER_VARIABLES = [
   'LOCK_DURATION_MS',
   'STALLED_INTERVAL_MS',
   'PERMANENT_FAILURE_POLICY',
+  'DEDUP_WINDOW_SECONDS',
   'PG_POOL_SIZE',
   'SHUTDOWN_TIMEOUT_MS',
 ] as const satisfies readonly VariableName[];

@@ -53,6 +53,11 @@ export function createDb(config: DbConfig): DbHandle {
     max: config.poolSize,
     application_name: config.applicationName ?? 'tradefleet',
     types: typeParsers,
+    // A connect to a host that silently drops packets must fail, not hang until
+    // the OS gives up: the worker's circuit breaker only sees failures.
+    connectionTimeoutMillis: 5000,
+    // Notice half-open connections (a PostgreSQL host that vanished) on idle sockets.
+    keepAlive: true,
   });
   // Without a listener, an error on an idle client (e.g. PostgreSQL restarting)
   // would be an unhandled 'error' event and crash the process. The next query

@@ -486,6 +486,10 @@ export async function getDeadLetter(db: Executor, tradeId: string): Promise<Dead
     .selectFrom('dead_letters')
     .selectAll()
     .where('trade_id', '=', tradeId)
+    // The first time it was dead-lettered (a tradeId can be, more than once).
+    .orderBy('created_at')
+    .orderBy('seq')
+    .limit(1)
     .executeTakeFirst();
   return (
     row && {

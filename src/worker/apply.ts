@@ -74,14 +74,11 @@ export const APPLY_REJECTION_CODES: readonly ApplyRejectionCode[] = [
  * - `seq_regression`: a trade offered at or below `last_seq` that PostgreSQL
  *   never saw (Redis restarted its seq counters): skipping it would lose it
  * - `invalid_partition_key`: the batch's key is not one partitionKey() builds
- * - `dead_letter_exists`: a trade to dead-letter whose tradeId already has a
- *   dead letter (the table is keyed by tradeId, so it cannot be recorded)
  */
 export const APPLY_HALT_CODES = [
   'seq_gap',
   'seq_regression',
   'invalid_partition_key',
-  'dead_letter_exists',
 ] as const;
 export type ApplyHaltCode = (typeof APPLY_HALT_CODES)[number];
 
@@ -295,7 +292,7 @@ interface Seen {
  *
  * @throws FencedError when a newer lease wrote the position (nothing committed)
  * @throws HaltPartitionError with code `seq_gap` / `seq_regression` /
- *   `invalid_partition_key` / `dead_letter_exists` whatever the policy, or with
+ *   `invalid_partition_key` whatever the policy, or with
  *   the rejection code under the `halt` policy; what came before the offending
  *   trade is committed first, so a resumed partition skips it by seq.
  * Database errors propagate as they are (see retry.ts for which are transient).
@@ -372,7 +369,6 @@ async function applyInTransaction(
   }
 
   const seen = new Map<string, Seen>();
-  const deadLettered = new Set<string>();
   const remember = (tradeId: string, hash: string, where: string) => {
     const entry = seen.get(tradeId);
     if (entry) entry.hashes.add(hash);
@@ -383,7 +379,6 @@ async function applyInTransaction(
   // Trades first, so that messages name the applied trade rather than a conflict's dead letter.
   for (const k of [...known].sort((x, y) => (x.source === y.source ? 0 : x.source === 'trade' ? -1 : 1))) {
     if (k.source === 'dead_letter') {
-      deadLettered.add(k.tradeId);
       remember(k.tradeId, k.payloadHash, `dead-lettered at seq ${k.seq} of partition ${k.partitionKey}`);
       continue;
     }
@@ -452,15 +447,6 @@ async function applyInTransaction(
       halt = { code: rejection.code, message: rejection.reason, tradeId: item.tradeId, seq: item.seq };
       break;
     }
-    if (deadLettered.has(item.tradeId)) {
-      halt = {
-        code: 'dead_letter_exists',
-        message: `${rejection.reason}; it cannot be dead-lettered because trade ${item.tradeId} already has a dead letter`,
-        tradeId: item.tradeId,
-        seq: item.seq,
-      };
-      break;
-    }
     deadLetters.push({
       tradeId: item.tradeId,
       partitionKey: pk,
@@ -477,7 +463,6 @@ async function applyInTransaction(
       reason: rejection.reason,
     });
     // A later item with this id is a duplicate of the dead letter (or a conflict with it).
-    deadLettered.add(item.tradeId);
     remember(item.tradeId, p.hash, `dead-lettered at seq ${item.seq} of partition ${pk}`);
     position = skipSeq(position, item.seq);
   }

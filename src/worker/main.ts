@@ -284,6 +284,7 @@ export async function runWorker(
     budget: config.budget,
     lockDurationMs: config.lockDurationMs,
     stalledIntervalMs: config.stalledIntervalMs,
+    dedupWindowSeconds: config.dedupWindowSeconds,
     handler: createBatchHandler({
       db: dbHandle.db,
       policy: config.permanentFailurePolicy,

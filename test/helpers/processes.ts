@@ -52,3 +52,34 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
+
+/** Runs the `tradefleet` command (bin/tradefleet.js) with arguments, as a user would. */
+export function spawnCli(args: string[], env: Record<string, string>): ChildProcess {
+  const child = spawn(process.execPath, [join(ROOT, 'bin', 'tradefleet.js'), ...args], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const keep = (d: Buffer) => {
+    output = (output + d.toString()).slice(-20000);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  (child as ChildProcess & { output: () => string }).output = () => output;
+  child.on('exit', () => children.delete(child));
+  children.add(child);
+  return child;
+}
+
+/** The last 20 kB a spawnCli child printed. */
+export function outputOf(child: ChildProcess): string {
+  return (child as ChildProcess & { output?: () => string }).output?.() ?? '';
+}
+
+/** Resolves with the exit code (or the signal name) of a child. */
+export function exitCode(child: ChildProcess): Promise<number | string> {
+  if (child.exitCode !== null) return Promise.resolve(child.exitCode);
+  if (child.signalCode !== null) return Promise.resolve(child.signalCode);
+  return new Promise((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
+}

@@ -621,18 +621,17 @@ describe('duplicates past the dedup window', () => {
     expect(letter!.reason).toMatch(/already applied at seq 1/);
     expect(await storedPosition(ids.pk)).toMatchObject({ boughtQuantity: '10', tradeCount: 1, lastSeq: 2 });
 
-    // Yet another payload under the same id cannot be recorded (dead letters are keyed by tradeId): halt.
+    // Yet another payload under the same id is dead-lettered too (dead letters are keyed by queue position).
     const third = makeTrade(ids, { type: 'NEW', id: 'W1', quantity: '12' });
-    const err3 = await rejection(applyBatch(db, batchOf(ids.pk, queued([third], 3)), dl));
-    expect((err3 as HaltPartitionError).reason).toMatchObject({
-      code: 'dead_letter_exists',
-      tradeId: 'W1',
-      seq: 3,
-    });
+    expect(await applyBatch(db, batchOf(ids.pk, queued([third], 3)), dl)).toMatchObject({ deadLettered: 1, lastSeq: 3 });
+    expect((await deadLetters(ids.pk)).map((l) => [l.trade_id, l.seq, l.reason_code])).toEqual([
+      ['W1', '2', 'conflict'],
+      ['W1', '3', 'conflict'],
+    ]);
     // The conflicting payload again is a duplicate of its dead letter.
-    expect(await applyBatch(db, batchOf(ids.pk, queued([changed], 3)), dl)).toMatchObject({
+    expect(await applyBatch(db, batchOf(ids.pk, queued([changed], 4)), dl)).toMatchObject({
       duplicates: 1,
-      lastSeq: 3,
+      lastSeq: 4,
     });
   });
 

@@ -86,7 +86,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 
   await db.schema
     .createTable('dead_letters')
-    .addColumn('trade_id', 'text', (c) => c.primaryKey())
+    .addColumn('trade_id', 'text', (c) => c.notNull())
     .addColumn('partition_key', 'text', (c) => c.notNull())
     .addColumn('seq', 'bigint', (c) => c.notNull())
     .addColumn('payload', 'jsonb', (c) => c.notNull())
@@ -95,9 +95,12 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('reason', 'text', (c) => c.notNull())
     .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
     .addColumn('replayed_at', 'timestamptz')
-    .addUniqueConstraint('dead_letters_partition_key_seq_key', ['partition_key', 'seq'])
+    // Keyed by queue position, not tradeId: one tradeId can be dead-lettered
+    // more than once (a second conflicting payload, a replay that fails again).
+    .addPrimaryKeyConstraint('dead_letters_pkey', ['partition_key', 'seq'])
     .addCheckConstraint('dead_letters_seq_positive', sql`seq > 0`)
     .execute();
+  await db.schema.createIndex('dead_letters_trade_id_idx').on('dead_letters').column('trade_id').execute();
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {

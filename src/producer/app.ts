@@ -1,0 +1,242 @@
+/**
+ * The producer HTTP API as a Fastify instance that is built but not
+ * listening, so tests can drive it with `app.inject` and main.ts can listen.
+ *
+ * It receives every client it uses (STYLE principle 1) and opens nothing.
+ * The cross-cutting rules live here: one error shape for every failure, JSON
+ * only, auth before the body is read, bounded metric labels, and a draining
+ * mode during shutdown. The routes live in trades.ts, queries.ts and health.ts.
+ */
+import { randomUUID } from 'node:crypto';
+
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+} from 'fastify';
+import { Registry } from 'prom-client';
+
+import { TokenVerifier } from './auth';
+import { fieldDetail, unsupportedMediaType, type ProducerDeps, type RouteContext } from './context';
+import { ApiError, type ErrorBody } from './errors';
+import { registerHealthRoutes } from './health';
+import { createProducerMetrics, methodLabel, statusClass, UNMATCHED_ROUTE } from './metrics';
+import { registerQueryRoutes } from './queries';
+import { registerTradeRoutes } from './trades';
+
+export type { ProducerDeps } from './context';
+
+/** Routes that answer without a token: probes must work whatever the auth setup. */
+const OPEN_ROUTES: ReadonlySet<string> = new Set(['/healthz', '/readyz']);
+
+/** Slow-client guard: the whole request must arrive within this. */
+const REQUEST_TIMEOUT_MS = 30_000;
+
+/** Extra headers an ApiError response carries (WWW-Authenticate). */
+const errorHeaders = new WeakMap<ApiError, Record<string, string>>();
+
+/** Attaches response headers to an error, e.g. WWW-Authenticate on a 401. */
+export function withHeaders(err: ApiError, headers: Record<string, string>): ApiError {
+  errorHeaders.set(err, headers);
+  return err;
+}
+
+function sendError(reply: FastifyReply, err: ApiError): FastifyReply {
+  if (err.retryAfterSeconds !== undefined) void reply.header('retry-after', String(err.retryAfterSeconds));
+  for (const [name, value] of Object.entries(errorHeaders.get(err) ?? {})) void reply.header(name, value);
+  const body: ErrorBody = err.toBody();
+  return reply.code(err.status).type('application/json; charset=utf-8').send(body);
+}
+
+/** Maps Fastify's own client errors (body limit, media type, ...) onto the catalogue. */
+function fromFrameworkError(
+  err: FastifyError,
+  bodyLimitBytes: number,
+  contentType: string | undefined,
+): ApiError | undefined {
+  switch (err.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new ApiError(
+        'body_too_large',
+        `the request body is larger than BODY_LIMIT_BYTES=${bodyLimitBytes} bytes; send fewer trades per request`,
+        fieldDetail('', 'range', `at most ${bodyLimitBytes} bytes`),
+      );
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return unsupportedMediaType(contentType);
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return new ApiError(
+        'malformed_json',
+        'the body is not valid JSON',
+        fieldDetail('', 'syntax', err.message),
+      );
+    case 'FST_ERR_BAD_URL':
+      return new ApiError('bad_request', 'the URL is not valid (bad percent-encoding?)');
+    default:
+      if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
+        return new ApiError('bad_request', err.message);
+      }
+      return undefined;
+  }
+}
+
+/** The `charset` parameter of a Content-Type header, lower case, or undefined. */
+function charsetOf(contentType: string | undefined): string | undefined {
+  const m = /;\s*charset\s*=\s*"?([^";\s]+)"?/i.exec(contentType ?? '');
+  return m?.[1]?.toLowerCase();
+}
+
+/**
+ * Builds the producer API. Call `listen` on the result, or `inject` in tests;
+ * `close()` drains in-flight requests, answering new ones with 503
+ * `shutting_down`, and closes none of the injected clients.
+ */
+export function buildProducerApp(deps: ProducerDeps): FastifyInstance {
+  const registry = deps.metricsRegistry ?? new Registry();
+  const ctx: RouteContext = {
+    deps,
+    metrics: createProducerMetrics(registry),
+    registry,
+    redisTimeoutMs: deps.redisTimeoutMs ?? 3000,
+    dbTimeoutMs: deps.dbTimeoutMs ?? 5000,
+    readinessTimeoutMs: deps.readinessTimeoutMs ?? 1000,
+  };
+  const bodyLimit = deps.config.bodyLimitBytes;
+  const verifier = new TokenVerifier(deps.authTokens ?? []);
+
+  const app = Fastify({
+    loggerInstance: deps.logger as FastifyBaseLogger,
+    bodyLimit,
+    requestTimeout: REQUEST_TIMEOUT_MS,
+    genReqId: () => randomUUID(),
+    // Draining is ours (see preClose below) so that it answers in the API's error shape.
+    return503OnClosing: false,
+    // Longer than any valid parameter, so an over-long one gets our 400 rather than a 404.
+    routerOptions: { maxParamLength: 512 },
+    frameworkErrors: (err, request, reply) => {
+      void sendError(
+        reply,
+        fromFrameworkError(err, bodyLimit, request.headers['content-type']) ??
+          new ApiError('bad_request', err.message),
+      );
+    },
+  }) as unknown as FastifyInstance;
+
+  if (!verifier.enabled) {
+    deps.logger.warn('bearer-token auth is off: no API tokens configured; every route is open');
+  }
+
+  // JSON is the only media type; parse it ourselves to answer in our error shape.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    const charset = charsetOf(request.headers['content-type']);
+    if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') {
+      done(unsupportedMediaType(request.headers['content-type']), undefined);
+      return;
+    }
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    if (text.trim() === '') {
+      done(
+        new ApiError(
+          'malformed_json',
+          'the body is empty; send a JSON object',
+          fieldDetail('', 'required', 'a JSON body is required'),
+        ),
+        undefined,
+      );
+      return;
+    }
+    try {
+      // JSON.parse defines "__proto__" as an own property (it never sets the prototype),
+      // and validation reports it as an unknown field.
+      done(null, JSON.parse(text));
+    } catch (err) {
+      const reason = err instanceof Error ? err.message : String(err);
+      done(
+        new ApiError(
+          'malformed_json',
+          `the body is not valid JSON: ${reason}`,
+          fieldDetail('', 'syntax', reason),
+        ),
+        undefined,
+      );
+    }
+  });
+
+  let closing = false;
+  app.addHook('preClose', (done) => {
+    closing = true;
+    done();
+  });
+
+  app.addHook('onRequest', async (request, reply) => {
+    void reply.header('x-request-id', request.id);
+    if (closing) {
+      void reply.header('connection', 'close');
+      throw new ApiError(
+        'shutting_down',
+        'the producer is shutting down; retry (another replica will answer)',
+      );
+    }
+    if (!verifier.enabled || OPEN_ROUTES.has(request.routeOptions.url ?? '')) return;
+    const result = verifier.check(request.headers.authorization);
+    if (!result.ok) {
+      throw withHeaders(new ApiError('unauthorized', result.message), {
+        'www-authenticate': result.wwwAuthenticate,
+      });
+    }
+  });
+
+  // A keep-alive connection whose request was in flight when close() began is not idle
+  // then, so the server would wait for the client to drop it: close it after this response.
+  app.addHook('onSend', async (_request, reply, payload) => {
+    if (closing) void reply.header('connection', 'close');
+    return payload;
+  });
+
+  app.addHook('onResponse', async (request, reply) => {
+    ctx.metrics.requestDuration.observe(
+      {
+        method: methodLabel(request.method),
+        route: request.routeOptions.url ?? UNMATCHED_ROUTE,
+        status_class: statusClass(reply.statusCode),
+      },
+      reply.elapsedTime / 1000,
+    );
+  });
+
+  app.setErrorHandler((error: FastifyError | ApiError | Error, request, reply) => {
+    let apiError: ApiError | undefined;
+    if (error instanceof ApiError) apiError = error;
+    else apiError = fromFrameworkError(error as FastifyError, bodyLimit, request.headers['content-type']);
+    if (apiError === undefined) {
+      request.log.error({ err: error }, 'unhandled error');
+      apiError = new ApiError('internal_error', `internal error; request id ${request.id}`);
+    } else if (apiError.status >= 500) {
+      // A dependency outage repeats on every request and probe: the reason, not a stack each time.
+      request.log.warn(
+        { code: apiError.code, status: apiError.status, details: apiError.details },
+        apiError.message,
+      );
+    } else {
+      request.log.info({ code: apiError.code, status: apiError.status }, 'request rejected');
+    }
+    return sendError(reply, apiError);
+  });
+
+  app.setNotFoundHandler((request, reply) =>
+    sendError(
+      reply,
+      new ApiError(
+        'route_not_found',
+        `no route ${request.method} ${request.url.split('?')[0]!.slice(0, 200)}`,
+      ),
+    ),
+  );
+
+  registerHealthRoutes(app, ctx);
+  registerTradeRoutes(app, ctx);
+  registerQueryRoutes(app, ctx);
+  return app;
+}
