@@ -45,6 +45,7 @@ describe('defaults', () => {
       lockDurationMs: 5000,
       stalledIntervalMs: 2500,
       permanentFailurePolicy: 'dead-letter',
+      dedupWindowSeconds: 86400,
       pgPoolSize: 10,
       shutdownTimeoutMs: 20000,
     });
