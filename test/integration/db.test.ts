@@ -83,8 +83,8 @@ describe('migrations', () => {
           def: 'UNIQUE (partition_key, seq)',
         }),
         expect.objectContaining({
-          conname: 'dead_letters_partition_key_seq_key',
-          def: 'UNIQUE (partition_key, seq)',
+          conname: 'dead_letters_pkey',
+          def: 'PRIMARY KEY (partition_key, seq)',
         }),
       ]),
     );
