@@ -63,6 +63,13 @@ export function createDb(config: DbConfig): DbHandle {
   // would be an unhandled 'error' event and crash the process. The next query
   // gets a fresh connection; the caller's retry logic handles its own failure.
   pool.on('error', (err) => config.logger?.warn({ err }, 'idle PostgreSQL connection failed'));
+  // The pool listens only on idle clients. A checked-out client between two
+  // statements of a transaction (kysely holds it) that loses its server would
+  // emit an unhandled 'error' and crash the process; the statement in flight,
+  // or the next one, fails on its own and the caller's retry handles it.
+  pool.on('connect', (client) => {
+    client.on('error', (err) => config.logger?.warn({ err }, 'PostgreSQL connection failed'));
+  });
 
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   let closing: Promise<void> | undefined;

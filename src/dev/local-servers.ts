@@ -8,10 +8,11 @@
  * - PostgreSQL refuses to run as root: when this process is root, initdb and
  *   postgres run as the `postgres` user (spawned with its uid/gid, which is what
  *   `runuser -u postgres` does, but leaves us the real postmaster PID).
- * - PostgreSQL runs with fsync=off, synchronous_commit=off and full_page_writes=off:
- *   fast, and safe for tests because nothing survives the run. It does NOT survive
- *   an OS crash; restart() after a SIGKILL of the postmaster still recovers (the
- *   WAL is written, just not flushed). Do not copy these settings anywhere else.
+ * - PostgreSQL runs with fsync=off and full_page_writes=off: fast, and safe for
+ *   tests and dev because nothing survives the run. It does NOT survive an OS
+ *   crash; restart() after a SIGKILL of the postmaster recovers every commit,
+ *   because synchronous_commit stays on (the WAL reaches the kernel before a
+ *   commit returns, it is just not fsynced). Do not copy these settings anywhere else.
  * - Every started server is recorded in os.tmpdir()/tradefleet-test-servers-<uid>/ (one
  *   JSON file per server, with the PID of the process that owns it), so
  *   reapLeftoverServers() can kill what a crashed run left behind.
@@ -658,7 +659,11 @@ async function startPostgresOnce(opts: PostgresServerOptions): Promise<PostgresS
     '-h', '127.0.0.1',
     '-k', root, // the Unix socket lives in the temporary directory, never in /var/run/postgresql
     '-c', 'fsync=off',
-    '-c', 'synchronous_commit=off',
+    // synchronous_commit stays on: with it off, a killed postmaster loses
+    // commits a client was told about (the WAL was still in shared memory),
+    // and the queue has already acked those trades. fsync=off only risks an
+    // OS crash, which a test or dev run does not survive anyway.
+    '-c', 'synchronous_commit=on',
     '-c', 'full_page_writes=off',
     '-c', 'max_connections=300',
     '-c', 'log_line_prefix=%m [%p] ',

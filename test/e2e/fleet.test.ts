@@ -32,7 +32,11 @@ interface Fleet {
   keys: QueueKeys;
 }
 
-async function startFleet(databaseUrl: string, workers: number, extraEnv: Record<string, string> = {}): Promise<Fleet> {
+async function startFleet(
+  databaseUrl: string,
+  workers: number,
+  extraEnv: Record<string, string> = {},
+): Promise<Fleet> {
   const port = await freePort();
   const namespace = testNamespace('fleet');
   const env = {
@@ -52,14 +56,23 @@ async function startFleet(databaseUrl: string, workers: number, extraEnv: Record
   if (code !== 0) throw new Error(`tradefleet migrate exited ${code}: ${outputOf(migrate)}`);
   const producer = spawnCli(['producer'], env);
   const api = `http://127.0.0.1:${port}`;
-  await waitFor('the producer to be ready', async () => (await fetch(`${api}/readyz`).catch(() => undefined))?.ok, 60_000, 200);
+  await waitFor(
+    'the producer to be ready',
+    async () => (await fetch(`${api}/readyz`).catch(() => undefined))?.ok,
+    60_000,
+    200,
+  );
   const ws = Array.from({ length: workers }, () => spawnCli(['worker'], env));
   return { api, env, producer, workers: ws, keys: new QueueKeys(namespace) };
 }
 
 async function post(api: string, path: string, body: unknown): Promise<{ status: number; body: any }> {
   for (let attempt = 0; ; attempt++) {
-    const res = await fetch(api + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const res = await fetch(api + path, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
     if ((res.status === 429 || res.status === 503) && attempt < 50) {
       await new Promise((r) => setTimeout(r, 200));
       continue;
@@ -69,7 +82,12 @@ async function post(api: string, path: string, body: unknown): Promise<{ status:
 }
 
 /** Posts the trades (the first `singles` one by one, the rest in batches) and returns tradeId -> seq. */
-async function postAll(api: string, trades: Record<string, unknown>[], singles: number, batchSize = 250): Promise<Map<string, number>> {
+async function postAll(
+  api: string,
+  trades: Record<string, unknown>[],
+  singles: number,
+  batchSize = 250,
+): Promise<Map<string, number>> {
   const seqs = new Map<string, number>();
   for (const t of trades.slice(0, singles)) {
     const r = await post(api, '/v1/trades', t);
@@ -90,14 +108,23 @@ async function postAll(api: string, trades: Record<string, unknown>[], singles: 
 
 const dec = (s: string) => canonicalDecimalString(s);
 
-async function checkPositions(fleet: Fleet, databaseUrl: string, trades: Record<string, unknown>[], seqs: Map<string, number>) {
+async function checkPositions(
+  fleet: Fleet,
+  databaseUrl: string,
+  trades: Record<string, unknown>[],
+  seqs: Map<string, number>,
+) {
   const expected = expectedPositions(trades, seqs);
   const db = new Client({ connectionString: databaseUrl });
   await db.connect();
   try {
     const rows = (await db.query('select * from positions')).rows;
-    const dead = (await db.query('select partition_key, count(*)::int as n from dead_letters group by partition_key')).rows;
-    const applied = (await db.query('select count(*)::int as n, count(distinct trade_id)::int as d from trades')).rows[0];
+    const dead = (
+      await db.query('select partition_key, count(*)::int as n from dead_letters group by partition_key')
+    ).rows;
+    const applied = (
+      await db.query('select count(*)::int as n, count(distinct trade_id)::int as d from trades')
+    ).rows[0];
     expect(applied.n).toBe(applied.d);
     const deadBy = new Map(dead.map((d) => [d.partition_key as string, d.n as number]));
     expect(rows).toHaveLength(expected.size);
@@ -110,15 +137,29 @@ async function checkPositions(fleet: Fleet, databaseUrl: string, trades: Record<
       }
       const p: Position = want.position;
       const got = {
-        net: dec(row.net_quantity), bought: dec(row.bought_quantity), sold: dec(row.sold_quantity),
-        boughtNotional: dec(row.bought_notional), soldNotional: dec(row.sold_notional),
-        count: Number(row.trade_count), lastSeq: Number(row.last_seq), digest: row.digest, dead: deadBy.get(row.partition_key) ?? 0,
+        net: dec(row.net_quantity),
+        bought: dec(row.bought_quantity),
+        sold: dec(row.sold_quantity),
+        boughtNotional: dec(row.bought_notional),
+        soldNotional: dec(row.sold_notional),
+        count: Number(row.trade_count),
+        lastSeq: Number(row.last_seq),
+        digest: row.digest,
+        dead: deadBy.get(row.partition_key) ?? 0,
       };
       const exp = {
-        net: p.netQuantity, bought: p.boughtQuantity, sold: p.soldQuantity, boughtNotional: p.boughtNotional, soldNotional: p.soldNotional,
-        count: p.tradeCount, lastSeq: p.lastSeq, digest: p.digest, dead: want.deadLetters,
+        net: p.netQuantity,
+        bought: p.boughtQuantity,
+        sold: p.soldQuantity,
+        boughtNotional: p.boughtNotional,
+        soldNotional: p.soldNotional,
+        count: p.tradeCount,
+        lastSeq: p.lastSeq,
+        digest: p.digest,
+        dead: want.deadLetters,
       };
-      if (JSON.stringify(got) !== JSON.stringify(exp)) mismatches.push(`${row.partition_key}: got ${JSON.stringify(got)} expected ${JSON.stringify(exp)}`);
+      if (JSON.stringify(got) !== JSON.stringify(exp))
+        mismatches.push(`${row.partition_key}: got ${JSON.stringify(got)} expected ${JSON.stringify(exp)}`);
     }
     expect(mismatches.slice(0, 5)).toEqual([]);
     return { rows, expected };
@@ -128,7 +169,12 @@ async function checkPositions(fleet: Fleet, databaseUrl: string, trades: Record<
 }
 
 async function drained(fleet: Fleet, timeoutMs = 120_000) {
-  await waitFor('the fleet to drain the backlog', async () => (await readSignals(redis, fleet.keys)).backlog === 0, timeoutMs, 200);
+  await waitFor(
+    'the fleet to drain the backlog',
+    async () => (await readSignals(redis, fleet.keys)).backlog === 0,
+    timeoutMs,
+    200,
+  );
 }
 
 describe('fleet end to end', () => {
@@ -157,11 +203,26 @@ describe('fleet end to end', () => {
 
     // The API tells the same story as the database.
     for (const row of rows.slice(0, 40)) {
-      const res = await fetch(`${fleet.api}/v1/positions/${encodeURIComponent(row.account_id)}/${encodeURIComponent(row.book_id)}/${encodeURIComponent(row.security_id)}`);
-      const body = (await res.json()) as { lastSeq: number; tradeCount: number; digest: string; netQuantity: string };
+      const res = await fetch(
+        `${fleet.api}/v1/positions/${encodeURIComponent(row.account_id)}/${encodeURIComponent(row.book_id)}/${encodeURIComponent(row.security_id)}`,
+      );
+      const body = (await res.json()) as {
+        lastSeq: number;
+        tradeCount: number;
+        digest: string;
+        netQuantity: string;
+      };
       const want = expected.get(row.partition_key)!.position;
-      expect({ lastSeq: body.lastSeq, tradeCount: body.tradeCount, digest: body.digest, net: dec(body.netQuantity) }).toEqual({
-        lastSeq: want.lastSeq, tradeCount: want.tradeCount, digest: want.digest, net: want.netQuantity,
+      expect({
+        lastSeq: body.lastSeq,
+        tradeCount: body.tradeCount,
+        digest: body.digest,
+        net: dec(body.netQuantity),
+      }).toEqual({
+        lastSeq: want.lastSeq,
+        tradeCount: want.tradeCount,
+        digest: want.digest,
+        net: want.netQuantity,
       });
     }
     const applied = await (await fetch(`${fleet.api}/v1/trades/${trades[0]!.tradeId}`)).json();
@@ -215,9 +276,18 @@ test('postgres-restart: workers pause while PostgreSQL is down, then finish with
     await new Promise((r) => setTimeout(r, 3000));
     expect((await readSignals(redis, fleet.keys)).backlog).toBeGreaterThan(0);
     await pg.restart();
-    await drained(fleet);
+    await drained(fleet).catch((e) => {
+      // Say what the workers were doing when they did not finish.
+      throw new Error(
+        `${(e as Error).message}\n${fleet.workers.map((w) => `--- worker ${w.pid} exit ${w.exitCode}\n${outputOf(w).slice(-4000)}`).join('\n')}`,
+      );
+    });
     await checkPositions(fleet, url, trades, seqs);
-    for (const w of fleet.workers) expect({ exit: w.exitCode, output: w.exitCode === null ? "" : outputOf(w).slice(-3000) }).toEqual({ exit: null, output: "" }); // they waited, they did not die
+    for (const w of fleet.workers)
+      expect({ exit: w.exitCode, output: w.exitCode === null ? '' : outputOf(w).slice(-3000) }).toEqual({
+        exit: null,
+        output: '',
+      }); // they waited, they did not die
   } finally {
     await stopAll(15_000);
     await pg.stop();
