@@ -5,7 +5,11 @@ export class UsageError extends Error {
   override readonly name = 'UsageError';
 }
 
-export function parse<T extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: T, usage: string) {
+export function parse<T extends NonNullable<ParseArgsConfig['options']>>(
+  argv: string[],
+  options: T,
+  usage: string,
+) {
   try {
     return parseArgs({ args: argv, options, allowPositionals: true, strict: true });
   } catch (e) {
@@ -14,11 +18,19 @@ export function parse<T extends NonNullable<ParseArgsConfig['options']>>(argv: s
 }
 
 /** A positive integer option, or a UsageError naming the option and the fix. */
-export function intOption(name: string, value: string | undefined, fallback: number, min = 1, max = 1_000_000): number {
+export function intOption(
+  name: string,
+  value: string | undefined,
+  fallback: number,
+  min = 1,
+  max = 1_000_000,
+): number {
   if (value === undefined) return fallback;
   const n = Number(value);
   if (!Number.isInteger(n) || n < min || n > max) {
-    throw new UsageError(`--${name} must be a whole number from ${min} to ${max}; got ${JSON.stringify(value)}`);
+    throw new UsageError(
+      `--${name} must be a whole number from ${min} to ${max}; got ${JSON.stringify(value)}`,
+    );
   }
   return n;
 }

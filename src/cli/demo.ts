@@ -38,19 +38,35 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
           trades.push(base(`D-${run}-${n}`, ref.account, ref.security, 'CANCEL', ref.id));
         } else if (roll === 5 && live.length > 0) {
           const ref = live[n % live.length]!;
-          trades.push({ ...base(`D-${run}-${n}`, ref.account, ref.security, 'AMEND', ref.id), side: 'BUY', quantity: String(50 + (n % 50)), price: '101.5', currency: 'USD' });
+          trades.push({
+            ...base(`D-${run}-${n}`, ref.account, ref.security, 'AMEND', ref.id),
+            side: 'BUY',
+            quantity: String(50 + (n % 50)),
+            price: '101.5',
+            currency: 'USD',
+          });
         } else {
           const p = n % 200;
           const account = `DEMO-${p % 20}`;
           const security = `SEC-${p}`;
           const id = `D-${run}-${n}`;
-          trades.push({ ...base(id, account, security, 'NEW'), side: n % 3 ? 'BUY' : 'SELL', quantity: String(1 + (n % 100)), price: `${100 + (n % 7)}.25`, currency: 'USD' });
+          trades.push({
+            ...base(id, account, security, 'NEW'),
+            side: n % 3 ? 'BUY' : 'SELL',
+            quantity: String(1 + (n % 100)),
+            price: `${100 + (n % 7)}.25`,
+            currency: 'USD',
+          });
           live.push({ id, account, security });
           if (live.length > 5000) live.shift();
         }
       }
       try {
-        const res = await fetch(`${opts.api}/v1/trades/batch`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ trades }) });
+        const res = await fetch(`${opts.api}/v1/trades/batch`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ trades }),
+        });
         const body = (await res.json()) as { results?: { status: string }[] };
         if (body.results) queued += body.results.filter((r) => r.status === 'queued').length;
         else refused += trades.length;
@@ -64,7 +80,9 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
         const secs = (now - started) / 1000;
         console.error(
           `[demo] ${queued} queued (${Math.round(queued / secs)}/s), ${refused} refused` +
-            (s ? ` | backlog ${s.backlog}, pending partitions ${s.pendingPartitions}, halted ${s.haltedPartitions}, oldest ${s.oldestAgeMs} ms` : ''),
+            (s
+              ? ` | backlog ${s.backlog}, pending partitions ${s.pendingPartitions}, halted ${s.haltedPartitions}, oldest ${s.oldestAgeMs} ms`
+              : ''),
         );
       }
       await new Promise((r) => setTimeout(r, Math.max(0, 100 - (Date.now() - tickStart))));

@@ -17,9 +17,15 @@ const USAGE = `Usage: tradefleet dev [--workers N] [--port P] [--demo]
 const BIN = join(__dirname, '..', '..', 'bin', 'tradefleet.js');
 
 export async function dev(argv: string[]): Promise<number> {
-  const { values } = parse(argv, { workers: { type: 'string' }, port: { type: 'string' }, demo: { type: 'boolean' } }, USAGE);
+  const { values } = parse(
+    argv,
+    { workers: { type: 'string' }, port: { type: 'string' }, demo: { type: 'boolean' } },
+    USAGE,
+  );
   const workers = intOption('workers', values.workers, 2, 1, 64);
-  const port = values.port ? intOption('port', values.port, 8080, 1, 65535) : Number(process.env.PORT ?? 8080);
+  const port = values.port
+    ? intOption('port', values.port, 8080, 1, 65535)
+    : Number(process.env.PORT ?? 8080);
   const cleanups: (() => Promise<void>)[] = [];
   const children: ChildProcess[] = [];
   let stopping: Promise<void> | undefined;
@@ -27,7 +33,11 @@ export async function dev(argv: string[]): Promise<number> {
     (stopping ??= (async () => {
       console.error('\ntradefleet dev: stopping (a second Ctrl-C forces)');
       for (const c of children) c.kill('SIGTERM');
-      await Promise.all(children.map((c) => (c.exitCode === null && c.signalCode === null ? new Promise((r) => c.once('exit', r)) : undefined)));
+      await Promise.all(
+        children.map((c) =>
+          c.exitCode === null && c.signalCode === null ? new Promise((r) => c.once('exit', r)) : undefined,
+        ),
+      );
       for (const fn of cleanups.reverse()) await fn().catch(() => undefined);
     })());
   let signals = 0;
@@ -47,9 +57,19 @@ export async function dev(argv: string[]): Promise<number> {
     const namespace = process.env.TRADEFLEET_NAMESPACE ?? 'tradefleet';
     const { db, close } = createDb({ databaseUrl, poolSize: 1 });
     const migrated = await migrateToLatest(db).finally(close);
-    console.error(`tradefleet dev: database migrated (${migrated.applied.length} applied, now at ${migrated.current})`);
+    console.error(
+      `tradefleet dev: database migrated (${migrated.applied.length} applied, now at ${migrated.current})`,
+    );
 
-    const env = { ...process.env, REDIS_URL: redisUrl, DATABASE_URL: databaseUrl, TRADEFLEET_NAMESPACE: namespace, PORT: String(port) };
+    // Quiet by default: one line per trade from every process drowns the console.
+    const env = {
+      LOG_LEVEL: 'warn',
+      ...process.env,
+      REDIS_URL: redisUrl,
+      DATABASE_URL: databaseUrl,
+      TRADEFLEET_NAMESPACE: namespace,
+      PORT: String(port),
+    };
     children.push(launch('producer', ['producer'], env));
     for (let i = 1; i <= workers; i++) children.push(launch(`worker-${i}`, ['worker'], env));
     const api = `http://127.0.0.1:${port}`;
@@ -116,7 +136,8 @@ function launch(name: string, args: string[], env: NodeJS.ProcessEnv): ChildProc
 async function waitReady(url: string, producer: ChildProcess, timeoutMs = 60000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (producer.exitCode !== null) throw new Error(`the producer exited (${producer.exitCode}) before it was ready`);
+    if (producer.exitCode !== null)
+      throw new Error(`the producer exited (${producer.exitCode}) before it was ready`);
     try {
       if ((await fetch(url)).ok) return;
     } catch {

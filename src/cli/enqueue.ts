@@ -26,14 +26,25 @@ export async function enqueue(argv: string[]): Promise<number> {
     { url: { type: 'string' }, batch: { type: 'string' }, token: { type: 'string' } },
     USAGE,
   );
-  if (positionals.length > 1) throw new UsageError(`enqueue takes at most one FILE; got ${positionals.join(' ')}\n\n${USAGE}`);
+  if (positionals.length > 1)
+    throw new UsageError(`enqueue takes at most one FILE; got ${positionals.join(' ')}\n\n${USAGE}`);
   const file = positionals[0] ?? '-';
   const url = (values.url ?? `http://127.0.0.1:${process.env.PORT ?? 8080}`).replace(/\/$/, '');
   const batchSize = intOption('batch', values.batch, 500, 1, 100_000);
   const token = values.token ?? process.env.TRADEFLEET_TOKEN;
   const input = file === '-' ? process.stdin : createReadStream(file);
   const lines = createInterface({ input, crlfDelay: Infinity });
-  const s: Summary = { bytes: 0, size: file === '-' ? 0 : statSync(file).size, lines: 0, queued: 0, duplicate: 0, conflict: 0, invalid: 0, failedRequests: 0, examples: [] };
+  const s: Summary = {
+    bytes: 0,
+    size: file === '-' ? 0 : statSync(file).size,
+    lines: 0,
+    queued: 0,
+    duplicate: 0,
+    conflict: 0,
+    invalid: 0,
+    failedRequests: 0,
+    examples: [],
+  };
   const started = Date.now();
   const progress = makeProgress(s, started);
   let batch: { line: number; trade: unknown }[] = [];
@@ -74,13 +85,22 @@ function note(s: Summary, line: string) {
   if (s.examples.length < 10) s.examples.push(line);
 }
 
-async function postBatch(url: string, token: string | undefined, items: { line: number; trade: unknown }[], s: Summary) {
+async function postBatch(
+  url: string,
+  token: string | undefined,
+  items: { line: number; trade: unknown }[],
+  s: Summary,
+) {
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (token) headers.authorization = `Bearer ${token}`;
   for (let attempt = 1; ; attempt++) {
     let res: Response;
     try {
-      res = await fetch(`${url}/v1/trades/batch`, { method: 'POST', headers, body: JSON.stringify({ trades: items.map((i) => i.trade) }) });
+      res = await fetch(`${url}/v1/trades/batch`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({ trades: items.map((i) => i.trade) }),
+      });
     } catch (e) {
       if (attempt < 5) {
         await sleep(200 * 2 ** attempt);
@@ -95,10 +115,16 @@ async function postBatch(url: string, token: string | undefined, items: { line: 
       await sleep(Math.min(10, Number(res.headers.get('retry-after') ?? 1)) * 1000);
       continue;
     }
-    const body = (await res.json().catch(() => ({}))) as { results?: { status: string; error?: { message?: string } }[]; error?: { message?: string } };
+    const body = (await res.json().catch(() => ({}))) as {
+      results?: { status: string; error?: { message?: string } }[];
+      error?: { message?: string };
+    };
     if (!Array.isArray(body.results)) {
       s.failedRequests++;
-      note(s, `lines ${items[0]!.line}-${items[items.length - 1]!.line}: HTTP ${res.status} ${body.error?.message ?? ''}`);
+      note(
+        s,
+        `lines ${items[0]!.line}-${items[items.length - 1]!.line}: HTTP ${res.status} ${body.error?.message ?? ''}`,
+      );
       return;
     }
     body.results.forEach((r, i) => {
@@ -126,7 +152,10 @@ function makeProgress(s: Summary, started: number) {
     const rate = Math.round((s.queued + s.duplicate) / Math.max(0.001, (now - started) / 1000));
     const done = s.queued + s.duplicate + s.conflict + s.invalid;
     const share = s.size > 0 ? Math.min(1, s.bytes / s.size) : undefined;
-    const bar = share === undefined ? '' : `[${'#'.repeat(Math.round(share * 30)).padEnd(30, '.')}] ${Math.round(share * 100)}% `;
+    const bar =
+      share === undefined
+        ? ''
+        : `[${'#'.repeat(Math.round(share * 30)).padEnd(30, '.')}] ${Math.round(share * 100)}% `;
     const line = `${bar}${done} sent, ${s.queued} queued, ${rate}/s`;
     if (tty) process.stderr.write(`\r${line}`);
     else console.error(line);

@@ -14,11 +14,11 @@ export async function inspect(argv: string[]): Promise<number> {
   const top = Number(values.top ?? 10);
   const config = loadWorkerConfig(process.env);
   const keys = new QueueKeys(config.namespace);
-  const redis = new IORedis(config.redisUrl, { maxRetriesPerRequest: 1, lazyConnect: true });
+  const redis = new IORedis(config.redisUrl, { maxRetriesPerRequest: 1 });
   const { db, close } = createDb({ databaseUrl: config.databaseUrl, poolSize: 2 });
   const admin = new PartitionAdmin(redis, config.namespace);
   try {
-    await redis.connect();
+    await redis.ping();
     const signals = await readSignals(redis, keys);
     const oldest = await oldestPartitions(redis, keys, top);
     const hottest = await hottestPartitions(redis, keys, top);
@@ -37,15 +37,31 @@ export async function inspect(argv: string[]): Promise<number> {
     }
     const s = signals;
     console.log(`namespace ${config.namespace}`);
-    console.log(`backlog ${s.backlog} trades | pending partitions ${s.pendingPartitions} | halted ${s.haltedPartitions} | oldest waiting ${(s.oldestAgeMs / 1000).toFixed(1)} s`);
+    console.log(
+      `backlog ${s.backlog} trades | pending partitions ${s.pendingPartitions} | halted ${s.haltedPartitions} | oldest waiting ${(s.oldestAgeMs / 1000).toFixed(1)} s`,
+    );
     const now = Date.now();
-    section('oldest waiting partitions', oldest.map((o) => `${o.partitionKey}  waiting ${((now - o.headEnqueuedAt) / 1000).toFixed(1)} s`));
-    section('hottest partitions (by queued trades)', hottest.map((h) => `${h.partitionKey}  ${h.queued}`));
-    section('halted partitions', halted.map((h) => `${h.partitionKey}  ${h.reason.code}: ${h.reason.message}${h.reason.seq ? ` (seq ${h.reason.seq})` : ''}`));
+    section(
+      'oldest waiting partitions',
+      oldest.map((o) => `${o.partitionKey}  waiting ${((now - o.headEnqueuedAt) / 1000).toFixed(1)} s`),
+    );
+    section(
+      'hottest partitions (by queued trades)',
+      hottest.map((h) => `${h.partitionKey}  ${h.queued}`),
+    );
+    section(
+      'halted partitions',
+      halted.map(
+        (h) =>
+          `${h.partitionKey}  ${h.reason.code}: ${h.reason.message}${h.reason.seq ? ` (seq ${h.reason.seq})` : ''}`,
+      ),
+    );
     section(
       'recent dead letters',
       Array.isArray(deadLetters)
-        ? deadLetters.map((d) => `${d.trade_id}  ${d.partition_key} seq ${d.seq}  ${d.reason_code}: ${d.reason}`)
+        ? deadLetters.map(
+            (d) => `${d.trade_id}  ${d.partition_key} seq ${d.seq}  ${d.reason_code}: ${d.reason}`,
+          )
         : [`(not readable: ${deadLetters.error})`],
     );
     return 0;
