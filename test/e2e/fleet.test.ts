@@ -66,6 +66,7 @@ async function startFleet(
   return { api, env, producer, workers: ws, keys: new QueueKeys(namespace) };
 }
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the JSON of several response shapes
 async function post(api: string, path: string, body: unknown): Promise<{ status: number; body: any }> {
   for (let attempt = 0; ; attempt++) {
     const res = await fetch(api + path, {
