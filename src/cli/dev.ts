@@ -1,37 +1,65 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { join } from 'node:path';
 import { Client } from 'pg';
 import { createDb } from '../db/client';
 import { migrateToLatest } from '../db/migrate';
 import { MissingBinaryError, freePort, startPostgres, startRedis } from '../dev/local-servers';
+import path from 'node:path';
+import IORedis from 'ioredis';
+import { loadScaledObjectModel } from '../scaling';
 import { runDemo } from './demo';
-import { intOption, parse } from './args';
+import { startLocalAutoscaler } from './autoscale';
+import { intOption, parse, UsageError } from './args';
 
-const USAGE = `Usage: tradefleet dev [--workers N] [--port P] [--demo]
+const USAGE = `Usage: tradefleet dev [--workers N] [--port P] [--demo] [--autoscale [--charts DIR] [--speed X]]
   Runs the whole fleet on this machine: Redis and PostgreSQL (started here, in
   temporary directories removed on exit, unless REDIS_URL / DATABASE_URL point at
   yours), the migrations, the producer API on --port and N worker processes.
-  --demo also sends a stream of sample trades and shows progress.`;
+  --demo       also sends a stream of sample trades and shows progress.
+  --autoscale  instead of N fixed workers, a local stand-in for KEDA reads the
+               synthesized ScaledObject (--charts, default charts/dev), polls the
+               same Redis signals, applies the same replica arithmetic and starts or
+               drains worker processes. --speed runs its clocks faster (default 1).`;
 
-const BIN = join(__dirname, '..', '..', 'bin', 'tradefleet.js');
+const BIN = path.join(__dirname, '..', '..', 'bin', 'tradefleet.js');
 
 export async function dev(argv: string[]): Promise<number> {
   const { values } = parse(
     argv,
-    { workers: { type: 'string' }, port: { type: 'string' }, demo: { type: 'boolean' } },
+    {
+      workers: { type: 'string' },
+      port: { type: 'string' },
+      demo: { type: 'boolean' },
+      autoscale: { type: 'boolean' },
+      charts: { type: 'string' },
+      speed: { type: 'string' },
+    },
     USAGE,
   );
+  const speed = Number(values.speed ?? 1);
+  if (!(speed > 0 && speed <= 1000)) {
+    throw new UsageError(
+      `--speed must be a number above 0 and at most 1000; got ${JSON.stringify(values.speed)}`,
+    );
+  }
+  // Read the chart before starting anything, so that a bad --charts fails fast.
+  const model = values.autoscale
+    ? loadScaledObjectModel(path.resolve(values.charts ?? path.join(__dirname, '..', '..', 'charts', 'dev')))
+    : undefined;
   const workers = intOption('workers', values.workers, 2, 1, 64);
   const port = values.port
     ? intOption('port', values.port, 8080, 1, 65535)
     : Number(process.env.PORT ?? 8080);
   const cleanups: (() => Promise<void>)[] = [];
   const children: ChildProcess[] = [];
+  /** Workers the autoscaler asked to stop: their exit is expected. */
+  const retiring = new Set<ChildProcess>();
   let stopping: Promise<void> | undefined;
+  let autoscaler: { stop(): void } | undefined;
   const stop = () =>
     (stopping ??= (async () => {
       console.error('\ntradefleet dev: stopping (a second Ctrl-C forces)');
+      autoscaler?.stop();
       for (const c of children) c.kill('SIGTERM');
       await Promise.all(
         children.map((c) =>
@@ -70,10 +98,28 @@ export async function dev(argv: string[]): Promise<number> {
       TRADEFLEET_NAMESPACE: namespace,
       PORT: String(port),
     };
-    children.push(launch('producer', ['producer'], env));
-    for (let i = 1; i <= workers; i++) children.push(launch(`worker-${i}`, ['worker'], env));
+    const producer = launch('producer', ['producer'], env);
+    children.push(producer);
+    let workerNo = 0;
+    const workerProcs: ChildProcess[] = [];
+    const startWorker = () => {
+      const w = launch(`worker-${++workerNo}`, ['worker'], env);
+      workerProcs.push(w);
+      children.push(w);
+      w.once('exit', () => {
+        workerProcs.splice(workerProcs.indexOf(w), 1);
+        children.splice(children.indexOf(w), 1);
+        if (!retiring.delete(w) && !stopping) {
+          console.error(
+            `tradefleet dev: a worker exited unexpectedly (${w.exitCode ?? w.signalCode}); stopping the fleet`,
+          );
+          void stop().then(() => process.exit(1));
+        }
+      });
+    };
+    if (!model) for (let i = 0; i < workers; i++) startWorker();
     const api = `http://127.0.0.1:${port}`;
-    await waitReady(`${api}/readyz`, children[0]!);
+    await waitReady(`${api}/readyz`, producer);
     console.error(
       [
         '',
@@ -86,10 +132,32 @@ export async function dev(argv: string[]): Promise<number> {
         '',
       ].join('\n'),
     );
+    if (model) {
+      const redis = new IORedis(redisUrl, { maxRetriesPerRequest: 1 });
+      cleanups.push(async () => redis.disconnect());
+      console.error(
+        `tradefleet dev: autoscaling workers 0..${model.maxReplicaCount} like KEDA (polling ${model.pollingIntervalSeconds} s, cooldown ${model.cooldownPeriodSeconds} s${speed !== 1 ? `, clocks x${speed}` : ''})`,
+      );
+      autoscaler = startLocalAutoscaler({
+        redis,
+        namespace,
+        model,
+        speed,
+        running: () => workerProcs.filter((w) => !retiring.has(w)).length,
+        scaleUp: startWorker,
+        scaleDown: () => {
+          const w = [...workerProcs].reverse().find((x) => !retiring.has(x));
+          if (!w) return;
+          retiring.add(w);
+          w.kill('SIGTERM');
+        },
+        log: (line) => console.error(line),
+      });
+    }
     if (values.demo) void runDemo({ api, redisUrl, namespace, isStopping: () => stopping !== undefined });
-    await Promise.race(children.map((c) => new Promise((r) => c.once('exit', r))));
+    await new Promise((r) => producer.once('exit', r));
     if (!stopping) {
-      console.error('tradefleet dev: a process exited unexpectedly; stopping the fleet');
+      console.error('tradefleet dev: the producer exited unexpectedly; stopping the fleet');
       await stop();
       return 1;
     }

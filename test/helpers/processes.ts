@@ -62,7 +62,7 @@ export function spawnCli(args: string[], env: Record<string, string>): ChildProc
   });
   let output = '';
   const keep = (d: Buffer) => {
-    output = (output + d.toString()).slice(-20000);
+    output = (output + d.toString()).slice(-2_000_000);
   };
   child.stdout?.on('data', keep);
   child.stderr?.on('data', keep);
@@ -72,7 +72,7 @@ export function spawnCli(args: string[], env: Record<string, string>): ChildProc
   return child;
 }
 
-/** The last 20 kB a spawnCli child printed. */
+/** The last 2 MB a spawnCli child printed. */
 export function outputOf(child: ChildProcess): string {
   return (child as ChildProcess & { output?: () => string }).output?.() ?? '';
 }
