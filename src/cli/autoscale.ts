@@ -44,7 +44,7 @@ export function startLocalAutoscaler(opts: LocalAutoscalerOptions): { stop(): vo
   let timer: NodeJS.Timeout | undefined;
 
   const poll = async () => {
-    let signals: ScalingSignals | null = null;
+    let signals: ScalingSignals | null;
     try {
       const s = await readSignals(opts.redis, keys);
       // The chart names keys of its own namespace; bind its triggers to this one's.
