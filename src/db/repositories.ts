@@ -4,7 +4,16 @@
  * bigint counters become numbers through toSafeNumber (which throws beyond 2^53 - 1).
  */
 import type { Kysely, Transaction } from 'kysely';
-import type { Database, JsonObject, PositionRow, TradeRow, TradeSide, TradeStatus, TradeType } from './types';
+import type {
+  Database,
+  DeadLetterRow,
+  JsonObject,
+  PositionRow,
+  TradeRow,
+  TradeSide,
+  TradeStatus,
+  TradeType,
+} from './types';
 
 /** A Kysely instance or a transaction of one. */
 export type Executor = Kysely<Database> | Transaction<Database>;
@@ -170,6 +179,22 @@ export async function getPosition(db: Executor, partitionKey: string): Promise<P
   return row && toPositionRecord(row);
 }
 
+/** The columns of a position that a fold changes, as written to the row. */
+function positionState(position: NewPositionRecord) {
+  return {
+    currency: position.currency,
+    net_quantity: position.netQuantity,
+    bought_quantity: position.boughtQuantity,
+    sold_quantity: position.soldQuantity,
+    bought_notional: position.boughtNotional,
+    sold_notional: position.soldNotional,
+    trade_count: String(toSafeNumber(position.tradeCount, 'tradeCount')),
+    last_seq: String(toSafeNumber(position.lastSeq, 'lastSeq')),
+    digest: position.digest,
+    lease_epoch: String(toSafeNumber(position.leaseEpoch, 'leaseEpoch')),
+  };
+}
+
 /**
  * Inserts or replaces a position, but never moves it backwards: an existing row is
  * overwritten only when the new one has `lastSeq` and `leaseEpoch` at least as high.
@@ -181,16 +206,7 @@ export async function upsertPosition(db: Executor, position: NewPositionRecord):
     account_id: position.accountId,
     book_id: position.bookId,
     security_id: position.securityId,
-    currency: position.currency,
-    net_quantity: position.netQuantity,
-    bought_quantity: position.boughtQuantity,
-    sold_quantity: position.soldQuantity,
-    bought_notional: position.boughtNotional,
-    sold_notional: position.soldNotional,
-    trade_count: String(toSafeNumber(position.tradeCount, 'tradeCount')),
-    last_seq: String(toSafeNumber(position.lastSeq, 'lastSeq')),
-    digest: position.digest,
-    lease_epoch: String(toSafeNumber(position.leaseEpoch, 'leaseEpoch')),
+    ...positionState(position),
   };
   const result = await db
     .insertInto('positions')
@@ -284,6 +300,11 @@ export interface KnownTradeId {
   readonly effPrice: string | null;
   readonly effCurrency: string | null;
   readonly status: TradeStatus | null;
+  /**
+   * A dead letter an operator replayed (replayed_at set): the replay is the
+   * tradeId's next delivery, so this dead letter is not a prior of it. false for trades.
+   */
+  readonly replayed: boolean;
 }
 
 interface KnownTradeIdRow {
@@ -298,6 +319,7 @@ interface KnownTradeIdRow {
   eff_price: string | null;
   eff_currency: string | null;
   status: TradeStatus | null;
+  replayed: boolean;
 }
 
 /**
@@ -310,11 +332,11 @@ export async function findKnownTradeIds(db: Executor, tradeIds: Iterable<string>
   if (ids.length === 0) return [];
   const result = await sql<KnownTradeIdRow>`
     select 'trade' as source, trade_id, partition_key, seq, payload_hash, type,
-           eff_side, eff_quantity, eff_price, eff_currency, status
+           eff_side, eff_quantity, eff_price, eff_currency, status, false as replayed
       from trades where trade_id = any(${ids}::text[])
     union all
     select 'dead_letter', trade_id, partition_key, seq, payload_hash, null,
-           null, null, null, null, null
+           null, null, null, null, null, replayed_at is not null
       from dead_letters where trade_id = any(${ids}::text[])`.execute(db);
   return result.rows.map((r) => ({
     source: r.source,
@@ -328,6 +350,7 @@ export async function findKnownTradeIds(db: Executor, tradeIds: Iterable<string>
     effPrice: r.eff_price,
     effCurrency: r.eff_currency,
     status: r.status,
+    replayed: r.replayed,
   }));
 }
 
@@ -447,19 +470,7 @@ export async function insertDeadLetters(
 export async function writeLockedPosition(db: Executor, position: NewPositionRecord): Promise<boolean> {
   const result = await db
     .updateTable('positions')
-    .set((eb) => ({
-      currency: position.currency,
-      net_quantity: position.netQuantity,
-      bought_quantity: position.boughtQuantity,
-      sold_quantity: position.soldQuantity,
-      bought_notional: position.boughtNotional,
-      sold_notional: position.soldNotional,
-      trade_count: String(toSafeNumber(position.tradeCount, 'tradeCount')),
-      last_seq: String(toSafeNumber(position.lastSeq, 'lastSeq')),
-      digest: position.digest,
-      lease_epoch: String(toSafeNumber(position.leaseEpoch, 'leaseEpoch')),
-      updated_at: eb.fn('now'),
-    }))
+    .set((eb) => ({ ...positionState(position), updated_at: eb.fn('now') }))
     .where('partition_key', '=', position.partitionKey)
     .executeTakeFirst();
   return BigInt(result.numUpdatedRows) > 0n;
@@ -481,6 +492,20 @@ export interface DeadLetterRecord {
   readonly replayedAt: Date | null;
 }
 
+function toDeadLetterRecord(row: DeadLetterRow): DeadLetterRecord {
+  return {
+    tradeId: row.trade_id,
+    partitionKey: row.partition_key,
+    seq: toSafeNumber(row.seq, 'dead_letters.seq'),
+    payload: row.payload,
+    payloadHash: row.payload_hash,
+    reasonCode: row.reason_code,
+    reason: row.reason,
+    createdAt: row.created_at,
+    replayedAt: row.replayed_at,
+  };
+}
+
 export async function getDeadLetter(db: Executor, tradeId: string): Promise<DeadLetterRecord | undefined> {
   const row = await db
     .selectFrom('dead_letters')
@@ -491,17 +516,155 @@ export async function getDeadLetter(db: Executor, tradeId: string): Promise<Dead
     .orderBy('seq')
     .limit(1)
     .executeTakeFirst();
-  return (
-    row && {
-      tradeId: row.trade_id,
-      partitionKey: row.partition_key,
-      seq: toSafeNumber(row.seq, 'dead_letters.seq'),
-      payload: row.payload,
-      payloadHash: row.payload_hash,
-      reasonCode: row.reason_code,
-      reason: row.reason,
-      createdAt: row.created_at,
-      replayedAt: row.replayed_at,
-    }
-  );
+  return row && toDeadLetterRecord(row);
+}
+
+// ---------------------------------------------------------------------------
+// Dead letters and their replays (used by the dashboard).
+
+/** The latest replay of a dead letter. */
+export interface DeadLetterReplayRecord {
+  readonly id: string;
+  readonly requestedBy: string;
+  readonly requestedAt: Date;
+  /** The seq the replay got in the queue; null until the queue accepted it. */
+  readonly enqueuedSeq: number | null;
+}
+
+export interface DeadLetterWithReplay extends DeadLetterRecord {
+  readonly lastReplay: DeadLetterReplayRecord | null;
+  readonly replays: number;
+}
+
+export interface DeadLetterQuery {
+  readonly partitionKey?: string;
+  readonly tradeId?: string;
+  /** @default 50 */
+  readonly limit?: number;
+}
+
+/** The newest dead letters first, each with its latest replay. */
+export async function listDeadLetters(db: Executor, q: DeadLetterQuery = {}): Promise<DeadLetterWithReplay[]> {
+  let query = db.selectFrom('dead_letters').selectAll();
+  if (q.partitionKey !== undefined) query = query.where('partition_key', '=', q.partitionKey);
+  if (q.tradeId !== undefined) query = query.where('trade_id', '=', q.tradeId);
+  const rows = await query
+    .orderBy('created_at', 'desc')
+    .orderBy('partition_key')
+    .orderBy('seq', 'desc')
+    .limit(q.limit ?? 50)
+    .execute();
+  if (rows.length === 0) return [];
+  const replays = await db
+    .selectFrom('dead_letter_replays')
+    .selectAll()
+    .where((eb) =>
+      eb.or(rows.map((r) => eb.and([eb('partition_key', '=', r.partition_key), eb('seq', '=', r.seq)]))),
+    )
+    .orderBy('id')
+    .execute();
+  const byLetter = new Map<string, { last: DeadLetterReplayRecord; count: number }>();
+  for (const r of replays) {
+    const key = `${r.partition_key}\u0000${r.seq}`;
+    const count = (byLetter.get(key)?.count ?? 0) + 1;
+    byLetter.set(key, { last: toReplayRecord(r), count });
+  }
+  return rows.map((row) => {
+    const info = byLetter.get(`${row.partition_key}\u0000${row.seq}`);
+    return { ...toDeadLetterRecord(row), lastReplay: info?.last ?? null, replays: info?.count ?? 0 };
+  });
+}
+
+function toReplayRecord(r: {
+  id: string;
+  requested_by: string;
+  requested_at: Date;
+  enqueued_seq: string | null;
+}): DeadLetterReplayRecord {
+  return {
+    id: String(r.id),
+    requestedBy: r.requested_by,
+    requestedAt: r.requested_at,
+    enqueuedSeq: r.enqueued_seq === null ? null : toSafeNumber(r.enqueued_seq, 'dead_letter_replays.enqueued_seq'),
+  };
+}
+
+/**
+ * SELECT ... FOR UPDATE of one dead letter with its latest replay: in a
+ * transaction, serializes the replays of that dead letter.
+ */
+export async function lockDeadLetter(
+  db: Executor,
+  partitionKey: string,
+  seq: number,
+): Promise<DeadLetterWithReplay | undefined> {
+  const row = await db
+    .selectFrom('dead_letters')
+    .selectAll()
+    .where('partition_key', '=', partitionKey)
+    .where('seq', '=', String(seq))
+    .forUpdate()
+    .executeTakeFirst();
+  if (!row) return undefined;
+  const replays = await db
+    .selectFrom('dead_letter_replays')
+    .selectAll()
+    .where('partition_key', '=', partitionKey)
+    .where('seq', '=', String(seq))
+    .orderBy('id', 'desc')
+    .execute();
+  return {
+    ...toDeadLetterRecord(row),
+    lastReplay: replays[0] ? toReplayRecord(replays[0]) : null,
+    replays: replays.length,
+  };
+}
+
+/**
+ * Records a replay request: sets the dead letter's replayed_at (what the
+ * worker reads) and adds a dead_letter_replays row. Returns the row's id.
+ */
+export async function recordReplayRequest(
+  db: Executor,
+  letter: { partitionKey: string; seq: number; tradeId: string },
+  requestedBy: string,
+): Promise<string> {
+  await db
+    .updateTable('dead_letters')
+    .set((eb) => ({ replayed_at: eb.fn('now') }))
+    .where('partition_key', '=', letter.partitionKey)
+    .where('seq', '=', String(letter.seq))
+    .execute();
+  const row = await db
+    .insertInto('dead_letter_replays')
+    .values({
+      partition_key: letter.partitionKey,
+      seq: String(letter.seq),
+      trade_id: letter.tradeId,
+      requested_by: requestedBy,
+    })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  return String(row.id);
+}
+
+/** Stores the seq a replay got at the tail of its partition. */
+export async function recordReplayEnqueued(db: Executor, replayId: string, enqueuedSeq: number): Promise<void> {
+  await db
+    .updateTable('dead_letter_replays')
+    .set({ enqueued_seq: String(toSafeNumber(enqueuedSeq, 'enqueuedSeq')) })
+    .where('id', '=', replayId)
+    .execute();
+}
+
+/** The most recently applied trades of a partition, newest first. */
+export async function recentTrades(db: Executor, partitionKey: string, limit = 10): Promise<TradeRecord[]> {
+  const rows = await db
+    .selectFrom('trades')
+    .selectAll()
+    .where('partition_key', '=', partitionKey)
+    .orderBy('seq', 'desc')
+    .limit(limit)
+    .execute();
+  return rows.map(toTradeRecord);
 }
