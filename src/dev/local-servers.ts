@@ -483,6 +483,11 @@ async function startRedisOnce(opts: RedisServerOptions): Promise<RedisServer> {
 export interface PostgresServerOptions {
   /** @default a free port */
   readonly port?: number;
+  /**
+   * PostgreSQL's own durable defaults (fsync and full_page_writes on), for
+   * benchmarks that must measure what production pays. @default false
+   */
+  readonly durable?: boolean;
   /** @default 30000 */
   readonly startTimeoutMs?: number;
 }
@@ -658,13 +663,13 @@ async function startPostgresOnce(opts: PostgresServerOptions): Promise<PostgresS
     '-p', String(port),
     '-h', '127.0.0.1',
     '-k', root, // the Unix socket lives in the temporary directory, never in /var/run/postgresql
-    '-c', 'fsync=off',
+    '-c', `fsync=${opts.durable ? 'on' : 'off'}`,
     // synchronous_commit stays on: with it off, a killed postmaster loses
     // commits a client was told about (the WAL was still in shared memory),
     // and the queue has already acked those trades. fsync=off only risks an
     // OS crash, which a test or dev run does not survive anyway.
     '-c', 'synchronous_commit=on',
-    '-c', 'full_page_writes=off',
+    '-c', `full_page_writes=${opts.durable ? 'on' : 'off'}`,
     '-c', 'max_connections=300',
     '-c', 'log_line_prefix=%m [%p] ',
   ];
