@@ -17,6 +17,8 @@ Commands:
                      post NDJSON trades (one per line) to the producer API, with progress
   inspect [--json]   backlog, pending partitions, oldest age, hottest and halted partitions,
                      recent dead letters
+  partition show|halt|resume|skip-head PARTITION_KEY
+                     operator actions on one partition (see tradefleet partition --help)
 
 Every process reads its configuration from environment variables; see README.md.`;
 
@@ -35,6 +37,7 @@ const commands: Record<string, Command> = {
   },
   enqueue: async (argv) => (require('./cli/enqueue') as typeof import('./cli/enqueue')).enqueue(argv),
   inspect: async (argv) => (require('./cli/inspect') as typeof import('./cli/inspect')).inspect(argv),
+  partition: async (argv) => (require('./cli/partition') as typeof import('./cli/partition')).partition(argv),
 };
 
 async function main(argv: string[]): Promise<void> {

@@ -20,7 +20,13 @@ export interface Batch {
   attempt: number;
 }
 
-/** Handler verdict that stops the partition (the halt policy): its trades stay queued. */
+/**
+ * Handler verdict that stops the partition (the halt policy): its trades stay
+ * queued. `reason.seq` is the first trade of the batch NOT consumed: the
+ * handler promises that every earlier trade of the batch is committed
+ * (applied, dead-lettered, or found already applied), and the consumer acks
+ * them before halting. Without `seq`, nothing of the batch is acked.
+ */
 export class HaltPartitionError extends Error {
   constructor(
     readonly reason: { code: string; message: string; tradeId?: string; seq?: number },
@@ -96,6 +102,7 @@ export class PartitionConsumer {
   private readonly opts: Required<Omit<PartitionConsumerOptions, 'onEvent'>> & Pick<PartitionConsumerOptions, 'onEvent'>;
   private closing?: Promise<void>;
   private stopping = false;
+  private active = 0;
 
   constructor(options: PartitionConsumerOptions) {
     this.opts = {
@@ -113,7 +120,7 @@ export class PartitionConsumer {
     this.redis = withScripts(this.opts.redis);
     this.tokens = new TokenQueue(this.opts.redis, this.keys, this.opts.retry.baseMs);
     const { baseMs, maxMs } = this.opts.retry;
-    this.worker = new Worker(TOKEN_QUEUE, (job, token) => this.drain(job, token), {
+    this.worker = new Worker(TOKEN_QUEUE, (job, token) => this.counted(job, token), {
       connection: this.opts.connection,
       prefix: this.keys.bullPrefix,
       concurrency: this.opts.concurrency,
@@ -136,9 +143,23 @@ export class PartitionConsumer {
     this.worker.on('error', () => undefined);
   }
 
+  /** Drain tokens being processed right now: the part of `concurrency` in use. */
+  get activeDrains(): number {
+    return this.active;
+  }
+
   /** Starts fetching tokens (when constructed with autorun: false). */
   run(): Promise<void> {
     return this.worker.run();
+  }
+
+  private async counted(job: Job<{ pk: string }>, token: string | undefined): Promise<string> {
+    this.active++;
+    try {
+      return await this.drain(job, token);
+    } finally {
+      this.active--;
+    }
   }
 
   private async drain(job: Job<{ pk: string }>, token: string | undefined): Promise<string> {
@@ -160,6 +181,18 @@ export class PartitionConsumer {
         await this.opts.handler({ partitionKey: pk, epoch, items, attempt: job.attemptsMade });
       } catch (err) {
         if (err instanceof HaltPartitionError) {
+          // The handler committed everything before reason.seq (see
+          // HaltPartitionError): ack that prefix, so the halted head is the
+          // trade that stopped the partition and an operator acts on it.
+          const prefix = err.reason.seq === undefined ? [] : items.filter((i) => i.seq < err.reason.seq!);
+          if (prefix.length > 0) {
+            const a = await this.redis.tfAck(
+              listKey, lockKey, k.epochs, k.backlog, k.pending, k.halted,
+              token ?? '', pk, epoch, prefix.length, prefix[0]!.seq, prefix[prefix.length - 1]!.seq, k.base + ':', this.opts.dedupWindowSeconds, 0,
+            );
+            if (a[0] === -1 || a[0] === -2 || a[0] === -3) throw this.leaseLost(pk, a[0] === -1 ? 'lock' : a[0] === -2 ? 'epoch' : 'head');
+            this.opts.onEvent?.({ type: 'acked', partitionKey: pk, epoch, count: prefix.length, firstSeq: prefix[0]!.seq, lastSeq: prefix[prefix.length - 1]!.seq });
+          }
           const r = await this.redis.tfHalt(lockKey, k.epochs, k.halted, k.pending, token ?? '', pk, epoch, JSON.stringify(err.reason));
           if (r < 0) throw this.leaseLost(pk, r === -1 ? 'lock' : 'epoch');
           this.opts.onEvent?.({ type: 'halted', partitionKey: pk, reason: err.reason });

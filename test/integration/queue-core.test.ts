@@ -398,3 +398,25 @@ test('redis-restart: queued trades survive a Redis restart (AOF), scripts are re
     await server.stop();
   }
 });
+
+test('halt with a committed prefix: the trades before the halting one are acked, the halting one is the head', async () => {
+  const ns = testNamespace('halt-prefix');
+  const q = queue(ns);
+  const admin = new PartitionAdmin(redis, ns);
+  open.push(admin);
+  consumer(
+    ns,
+    async (b) => {
+      const bad = b.items.find((i) => i.tradeId === 'P3');
+      if (bad) throw new HaltPartitionError({ code: 'unknown_ref', message: 'bad ref', tradeId: bad.tradeId, seq: bad.seq });
+    },
+    { batchSize: 4 },
+  );
+  await q.enqueue(['P1', 'P2', 'P3', 'P4'].map((t) => item('P', t)));
+  await waitFor('the halt', async () => (await admin.listHalted()).length === 1, 10000);
+  expect((await readHead(redis, q.keys, 'P')).map((i) => [i.seq, i.tradeId])).toEqual([
+    [3, 'P3'],
+    [4, 'P4'],
+  ]);
+  expect(await readSignals(redis, q.keys)).toMatchObject({ backlog: 2, pendingPartitions: 0, haltedPartitions: 1 });
+});
