@@ -3,7 +3,7 @@
  *
  * One file per chart, numbered in the order `kubectl apply -f charts/<env>/`
  * applies them (lexical): namespace, (dev) secrets and data stores, config,
- * migration, producer, workers, KEDA scaling, network policies. Rendering is
+ * migration, producer, workers, KEDA scaling, network policies, monitoring. Rendering is
  * deterministic: no timestamps, objects in construction order, map keys in
  * insertion order, so a re-synthesis is byte-identical (the drift test relies on it).
  */
@@ -14,6 +14,7 @@ import { processEnvironment, resolveConfig, type DeployConfig, type EnvironmentN
 import { configMapName, metadata } from './constructs/common';
 import { DevDataStores, DevSecrets } from './constructs/data-stores';
 import { Migration } from './constructs/migrate';
+import { Monitoring } from './constructs/monitoring';
 import { NetworkPolicies } from './constructs/network';
 import { Producer } from './constructs/producer';
 import { WorkerScaling } from './constructs/scaling';
@@ -74,6 +75,8 @@ export function buildApp(config: DeployConfig): { app: App; charts: NamedChart[]
   });
   chart('70-scaling.yaml', (s) => new WorkerScaling(s, 'Scaling', { config: c, target: workerName }));
   chart('80-network.yaml', (s) => new NetworkPolicies(s, 'Network', { config: c }));
+  // Needs the Prometheus operator's CRDs (PrometheusRule, PodMonitor); see docs/observability.md.
+  chart('90-monitoring.yaml', (s) => new Monitoring(s, 'Monitoring', { config: c }));
   return { app, charts };
 }
 

@@ -74,6 +74,8 @@ export interface DeployConfig {
     readonly shutdownTimeoutMs: number;
     /** terminationGracePeriodSeconds = ceil(shutdownTimeoutMs / 1000) + this. @default 10 */
     readonly terminationGraceMarginSeconds: number;
+    /** TRACING_ENABLED: spans exported by the OpenTelemetry SDK the image is started with. @default false */
+    readonly tracingEnabled: boolean;
   };
 
   readonly producer: {
@@ -87,6 +89,18 @@ export interface DeployConfig {
     readonly maxUnavailable: number;
     /** Namespaces allowed to reach the API (NetworkPolicy ingress); empty: any source. */
     readonly ingressFromNamespaces: readonly string[];
+    /** The dashboard at /dashboard on the producer. */
+    readonly dashboard: {
+      /** DASHBOARD_USER. @default 'admin' */
+      readonly user: string;
+      /** DASHBOARD_READ_ONLY. @default false */
+      readonly readOnly: boolean;
+      /**
+       * Secret with key `password` (DASHBOARD_PASSWORD). Optional: without the
+       * Secret the producer serves no dashboard. @default 'tradefleet-dashboard'
+       */
+      readonly secretName: string;
+    };
   };
 
   readonly worker: {
@@ -129,6 +143,22 @@ export interface DeployConfig {
   };
 
   readonly topologySpread: TopologySpread;
+
+  /** Prometheus operator and Grafana objects (cdk8s/constructs/monitoring.ts). */
+  readonly monitoring: {
+    /** METRICS_PORT of the workers. @default 9464 */
+    readonly metricsPort: number;
+    /** Namespace of Prometheus: its pods may reach /metrics (NetworkPolicy). @default 'monitoring' */
+    readonly prometheusNamespace: string;
+    /** PodMonitor scrape interval. @default '15s' */
+    readonly scrapeInterval: string;
+    /** Labels the Prometheus operator selects PrometheusRules and PodMonitors by (e.g. { release: 'kube-prometheus-stack' }). @default {} */
+    readonly ruleLabels: Readonly<Record<string, string>>;
+    /** Labels Grafana's dashboard sidecar looks for. @default { grafana_dashboard: '1' } */
+    readonly grafanaDashboardLabels: Readonly<Record<string, string>>;
+    /** The SLO of the oldest waiting trade's age, in seconds (alert and dashboard threshold). @default 300 */
+    readonly oldestWaitingSloSeconds: number;
+  };
 }
 
 type DeepPartial<T> = T extends readonly (infer _U)[]
@@ -162,6 +192,7 @@ export const DEFAULTS: Omit<DeployConfig, 'environment' | 'redis' | 'postgres'> 
     pgPoolSize: 10,
     shutdownTimeoutMs: 20_000,
     terminationGraceMarginSeconds: 10,
+    tracingEnabled: false,
   },
   producer: {
     port: 8080,
@@ -171,6 +202,7 @@ export const DEFAULTS: Omit<DeployConfig, 'environment' | 'redis' | 'postgres'> 
     resources: resources('250m', '256Mi', '1', '512Mi'),
     maxUnavailable: 1,
     ingressFromNamespaces: [],
+    dashboard: { user: 'admin', readOnly: false, secretName: 'tradefleet-dashboard' },
   },
   worker: { resources: resources('250m', '256Mi', '1', '512Mi'), maxUnavailable: 1 },
   migrate: {
@@ -213,6 +245,14 @@ export const DEFAULTS: Omit<DeployConfig, 'environment' | 'redis' | 'postgres'> 
     maxSkew: 1,
     topologyKeys: ['topology.kubernetes.io/zone', 'kubernetes.io/hostname'],
     whenUnsatisfiable: 'ScheduleAnyway',
+  },
+  monitoring: {
+    metricsPort: 9464,
+    prometheusNamespace: 'monitoring',
+    scrapeInterval: '15s',
+    ruleLabels: {},
+    grafanaDashboardLabels: { grafana_dashboard: '1' },
+    oldestWaitingSloSeconds: 300,
   },
 };
 
@@ -306,6 +346,10 @@ export function processEnvironment(c: DeployConfig): Record<string, string> {
     WORKER_BATCH_SIZE: String(c.app.workerBatchSize),
     WORKER_BUDGET: String(c.app.workerBudget),
     WORKER_CONCURRENCY: String(c.scaling.concurrency),
+    METRICS_PORT: String(c.monitoring.metricsPort),
+    TRACING_ENABLED: String(c.app.tracingEnabled),
+    DASHBOARD_USER: c.producer.dashboard.user,
+    DASHBOARD_READ_ONLY: String(c.producer.dashboard.readOnly),
   };
 }
 
@@ -370,6 +414,23 @@ function validate(c: DeployConfig): string[] {
   int('producer.maxReplicas', c.producer.maxReplicas, c.producer.minReplicas, 1000);
   int('producer.cpuUtilization', c.producer.cpuUtilization, 1, 100);
   int('app.terminationGraceMarginSeconds', c.app.terminationGraceMarginSeconds, 5, 600);
+  int('monitoring.metricsPort', c.monitoring.metricsPort, 1, 65535);
+  if (c.monitoring.metricsPort === c.producer.port) {
+    problems.push(
+      `monitoring.metricsPort=${c.monitoring.metricsPort} is the producer's port. Fix: give the workers' metrics another port.`,
+    );
+  }
+  int('monitoring.oldestWaitingSloSeconds', c.monitoring.oldestWaitingSloSeconds, 1, 86_400);
+  if (!/^\d+(ms|s|m|h)$/.test(c.monitoring.scrapeInterval)) {
+    problems.push(
+      `monitoring.scrapeInterval=${JSON.stringify(c.monitoring.scrapeInterval)} must be a Prometheus duration like 15s or 1m.`,
+    );
+  }
+  if (!DNS_LABEL.test(c.monitoring.prometheusNamespace)) {
+    problems.push(
+      `monitoring.prometheusNamespace=${JSON.stringify(c.monitoring.prometheusNamespace)} must be a namespace name (a DNS label).`,
+    );
+  }
   for (const [store, d] of [
     ['redis', c.redis],
     ['postgres', c.postgres],

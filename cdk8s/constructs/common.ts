@@ -5,7 +5,7 @@
 import { k8s } from 'cdk8s-plus-27';
 import type { DeployConfig, Resources } from '../config';
 
-export type Component = 'producer' | 'worker' | 'migrate' | 'redis' | 'postgres';
+export type Component = 'producer' | 'worker' | 'migrate' | 'redis' | 'postgres' | 'monitoring';
 
 /** The labels that select a component's pods; never change them on a live Deployment (selectors are immutable). */
 export function selectorLabels(c: DeployConfig, component: Component): Record<string, string> {

@@ -41,6 +41,7 @@ export function storeHost(c: DeployConfig, component: 'redis' | 'postgres'): str
 /** dev credentials: fixed, documented, for a throwaway cluster only. */
 export const DEV_REDIS_PASSWORD = 'tradefleet-dev-redis';
 export const DEV_POSTGRES_PASSWORD = 'tradefleet-dev-postgres';
+export const DEV_DASHBOARD_PASSWORD = 'tradefleet-dev-dashboard';
 
 interface StoreSpec {
   readonly component: Extract<Component, 'redis' | 'postgres'>;
@@ -237,6 +238,14 @@ export class DevSecrets extends Construct {
         password: DEV_POSTGRES_PASSWORD,
         url: `postgres://tradefleet:${DEV_POSTGRES_PASSWORD}@${pgHost}:5432/tradefleet`,
       },
+    });
+    new k8s.KubeSecret(this, 'DashboardSecret', {
+      metadata: {
+        ...metadata(c, 'producer', c.producer.dashboard.secretName),
+        annotations: { 'tradefleet.io/dev-only': 'fixed development credentials' },
+      },
+      type: 'Opaque',
+      stringData: { password: DEV_DASHBOARD_PASSWORD },
     });
   }
 }

@@ -1,7 +1,9 @@
 /**
  * NetworkPolicies: every tradefleet pod gets exactly the traffic it needs.
- * - workers: no ingress; egress to Redis, PostgreSQL and DNS only;
- * - producer: ingress on its port; egress to Redis, PostgreSQL and DNS;
+ * - workers: ingress only from Prometheus's namespace on the metrics port;
+ *   egress to Redis, PostgreSQL and DNS only;
+ * - producer: ingress on its port (from the allowed namespaces and
+ *   Prometheus's, when restricted); egress to Redis, PostgreSQL and DNS;
  * - migrate: no ingress; egress to PostgreSQL and DNS;
  * - dev Redis: ingress from producer, workers and KEDA's operator (it reads
  *   the scaling signals); dev PostgreSQL: ingress from producer, workers, migrate.
@@ -73,15 +75,22 @@ export class NetworkPolicies extends Construct {
       podSelector: { matchLabels: selectorLabels(c, component) },
     });
 
+    const prometheus: k8s.NetworkPolicyPeer = {
+      namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': c.monitoring.prometheusNamespace } },
+    };
     policy(this, 'Worker', c, 'worker', {
-      ingress: [],
+      ingress: [{ from: [prometheus], ports: [tcp(c.monitoring.metricsPort)] }],
       egress: [dnsEgress(), storeEgress(c, 'redis'), storeEgress(c, 'postgres')],
     });
 
     const producerSources: k8s.NetworkPolicyPeer[] | undefined = c.producer.ingressFromNamespaces.length
-      ? c.producer.ingressFromNamespaces.map((ns) => ({
-          namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': ns } },
-        }))
+      ? [
+          ...c.producer.ingressFromNamespaces.map((ns) => ({
+            namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': ns } },
+          })),
+          // Prometheus scrapes /metrics on the API port.
+          prometheus,
+        ]
       : undefined;
     policy(this, 'Producer', c, 'producer', {
       ingress: [{ ...(producerSources ? { from: producerSources } : {}), ports: [tcp(c.producer.port)] }],

@@ -38,6 +38,11 @@ export class Producer extends Construct {
     });
 
     const { env, envFrom } = appEnv(c, { redis: true });
+    // The dashboard's password; without the (optional) Secret the producer serves no dashboard.
+    env.push({
+      name: 'DASHBOARD_PASSWORD',
+      valueFrom: { secretKeyRef: { name: c.producer.dashboard.secretName, key: 'password', optional: true } },
+    });
     new k8s.KubeDeployment(this, 'Deployment', {
       metadata: metadata(c, 'producer', this.name),
       spec: {

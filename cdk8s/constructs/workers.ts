@@ -68,6 +68,8 @@ export class Workers extends Construct {
                 image: image(c),
                 imagePullPolicy: c.image.pullPolicy,
                 args: ['worker'],
+                // GET /metrics (METRICS_PORT), scraped by the PodMonitor of constructs/monitoring.ts.
+                ports: [{ name: 'metrics', containerPort: c.monitoring.metricsPort, protocol: 'TCP' }],
                 env,
                 envFrom,
                 resources: resources(c.worker.resources),

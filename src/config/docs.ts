@@ -23,7 +23,7 @@ export function renderConfigTable(): string {
     const dflt = formatDefault(spec);
     return [
       `\`${name}\``,
-      dflt === undefined ? '(required)' : `\`${dflt}\``,
+      dflt === undefined ? '(required)' : dflt === '' ? '(unset)' : `\`${dflt}\``,
       spec.allowed,
       usedBy,
       spec.description,

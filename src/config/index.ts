@@ -34,6 +34,17 @@ export interface ProducerConfig {
   readonly bodyLimitBytes: number;
   readonly pgPoolSize: number;
   readonly shutdownTimeoutMs: number;
+  readonly tracingEnabled: boolean;
+  readonly dashboard: DashboardConfig;
+}
+
+/** The dashboard's access: off without a password. */
+export interface DashboardConfig {
+  readonly enabled: boolean;
+  readonly user: string;
+  /** Never log it: describeConfig hides it. */
+  readonly password: string;
+  readonly readOnly: boolean;
 }
 
 export interface WorkerConfig {
@@ -51,6 +62,9 @@ export interface WorkerConfig {
   readonly dedupWindowSeconds: number;
   readonly pgPoolSize: number;
   readonly shutdownTimeoutMs: number;
+  /** Port of the /metrics endpoint; 0 = none. */
+  readonly metricsPort: number;
+  readonly tracingEnabled: boolean;
 }
 
 export interface MigrateConfig {
@@ -85,6 +99,13 @@ export function loadProducerConfig(env: Env = process.env): ProducerConfig {
     bodyLimitBytes: v.BODY_LIMIT_BYTES,
     pgPoolSize: v.PG_POOL_SIZE,
     shutdownTimeoutMs: v.SHUTDOWN_TIMEOUT_MS,
+    tracingEnabled: v.TRACING_ENABLED,
+    dashboard: Object.freeze({
+      enabled: v.DASHBOARD_PASSWORD !== '',
+      user: v.DASHBOARD_USER,
+      password: v.DASHBOARD_PASSWORD,
+      readOnly: v.DASHBOARD_READ_ONLY,
+    }),
   });
 }
 
@@ -105,6 +126,8 @@ export function loadWorkerConfig(env: Env = process.env): WorkerConfig {
     dedupWindowSeconds: v.DEDUP_WINDOW_SECONDS,
     pgPoolSize: v.PG_POOL_SIZE,
     shutdownTimeoutMs: v.SHUTDOWN_TIMEOUT_MS,
+    metricsPort: v.METRICS_PORT,
+    tracingEnabled: v.TRACING_ENABLED,
   });
 }
 
@@ -120,7 +143,11 @@ export function loadMigrateConfig(env: Env = process.env): MigrateConfig {
  */
 export function describeConfig<C extends object>(config: C): Record<keyof C, unknown> {
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(config))
-    out[k] = typeof v === 'string' && /Url$/.test(k) ? maskUrl(v) : v;
+  for (const [k, v] of Object.entries(config)) {
+    if (typeof v === 'string' && /Url$/.test(k)) out[k] = maskUrl(v);
+    else if (typeof v === 'string' && /password|secret|token/i.test(k)) out[k] = v === '' ? '' : '(hidden)';
+    else if (v !== null && typeof v === 'object' && !Array.isArray(v)) out[k] = describeConfig(v);
+    else out[k] = v;
+  }
   return out as Record<keyof C, unknown>;
 }

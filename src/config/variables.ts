@@ -3,7 +3,7 @@
  * configuration table is generated from this file (`npx tsx scripts/config-table.ts --write`)
  * and a unit test fails when the two differ.
  */
-import { durationMs, int, oneOf, string, url, type CrossCheck, type Values } from './schema';
+import { boolean, durationMs, int, oneOf, string, url, type CrossCheck, type Values } from './schema';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -104,6 +104,36 @@ export const configSchema = {
     description: 'Largest HTTP request body the producer accepts.',
   }),
   PG_POOL_SIZE: int({ min: 1, max: 1000, default: 10, description: 'PostgreSQL connections per process.' }),
+  METRICS_PORT: int({
+    min: 0,
+    max: 65535,
+    default: 9464,
+    description:
+      'TCP port of the worker\'s Prometheus endpoint (GET /metrics, on all interfaces); 0 turns it off. The producer serves /metrics on PORT.',
+  }),
+  TRACING_ENABLED: boolean({
+    default: false,
+    description:
+      'Create OpenTelemetry spans and carry the trace context (traceparent) from the producer request through the queue to the worker transaction. Spans are exported by the OpenTelemetry SDK the process is started with (none by default).',
+  }),
+  DASHBOARD_USER: string({
+    default: 'admin',
+    pattern: /^[^\s:]{1,64}$/,
+    patternText: '1 to 64 characters without spaces or ":"',
+    description: 'User name of the dashboard (/dashboard on the producer).',
+  }),
+  DASHBOARD_PASSWORD: string({
+    default: '',
+    secret: true,
+    pattern: /^(?:|[\s\S]{12,256})$/,
+    patternText: '12 to 256 characters',
+    description:
+      'Password of the dashboard; unset, the producer serves no dashboard. Compared in constant time; sessions are signed with a key derived from it, so changing it logs everyone out.',
+  }),
+  DASHBOARD_READ_ONLY: boolean({
+    default: false,
+    description: 'Dashboard without operator actions: resume, skip-head, replay and bull-board changes answer 403.',
+  }),
   SHUTDOWN_TIMEOUT_MS: durationMs({
     min: 0,
     max: 3_600_000,
@@ -130,6 +160,10 @@ export const PRODUCER_VARIABLES = [
   'BODY_LIMIT_BYTES',
   'PG_POOL_SIZE',
   'SHUTDOWN_TIMEOUT_MS',
+  'TRACING_ENABLED',
+  'DASHBOARD_USER',
+  'DASHBOARD_PASSWORD',
+  'DASHBOARD_READ_ONLY',
 ] as const satisfies readonly VariableName[];
 
 export const WORKER_VARIABLES = [
@@ -146,6 +180,8 @@ export const WORKER_VARIABLES = [
   'DEDUP_WINDOW_SECONDS',
   'PG_POOL_SIZE',
   'SHUTDOWN_TIMEOUT_MS',
+  'METRICS_PORT',
+  'TRACING_ENABLED',
 ] as const satisfies readonly VariableName[];
 
 export const MIGRATE_VARIABLES = ['DATABASE_URL', 'LOG_LEVEL'] as const satisfies readonly VariableName[];

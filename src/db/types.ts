@@ -111,10 +111,23 @@ export interface DeadLettersTable {
   replayed_at: NullableTimestamptz;
 }
 
+/** One replay of a dead letter (0002). */
+export interface DeadLetterReplaysTable {
+  id: ColumnType<string, never, never>;
+  partition_key: string;
+  seq: Int8;
+  trade_id: string;
+  requested_by: string;
+  requested_at: TimestamptzDefaultNow;
+  /** The seq the replay got at the tail of its partition; NULL until the queue accepted it. */
+  enqueued_seq: ColumnType<string | null, Int8Input | null | undefined, Int8Input | null>;
+}
+
 export interface Database {
   positions: PositionsTable;
   trades: TradesTable;
   dead_letters: DeadLettersTable;
+  dead_letter_replays: DeadLetterReplaysTable;
 }
 
 export type PositionRow = Selectable<PositionsTable>;

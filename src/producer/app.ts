@@ -15,13 +15,23 @@ import Fastify, {
   type FastifyInstance,
   type FastifyReply,
 } from 'fastify';
-import { Registry } from 'prom-client';
 
 import { TokenVerifier } from './auth';
 import { fieldDetail, unsupportedMediaType, type ProducerDeps, type RouteContext } from './context';
-import { ApiError, type ErrorBody } from './errors';
+import { ApiError, describeError, type ErrorBody } from './errors';
 import { registerHealthRoutes } from './health';
-import { createProducerMetrics, methodLabel, statusClass, UNMATCHED_ROUTE } from './metrics';
+import { readSignals } from '../queue/signals';
+import { registerDashboard } from '../dashboard';
+import {
+  createDashboardMetrics,
+  createProducerMetrics,
+  createRegistry,
+  methodLabel,
+  registerQueueMetrics,
+  statusClass,
+  UNMATCHED_ROUTE,
+} from '../observability/metrics';
+import { TRACING_OFF } from '../observability/tracing';
 import { registerQueryRoutes } from './queries';
 import { registerTradeRoutes } from './trades';
 
@@ -29,6 +39,9 @@ export type { ProducerDeps } from './context';
 
 /** Routes that answer without a token: probes must work whatever the auth setup. */
 const OPEN_ROUTES: ReadonlySet<string> = new Set(['/healthz', '/readyz']);
+
+/** The dashboard's routes: its own credentials (a browser cannot send API bearer tokens), see src/dashboard. */
+const DASHBOARD_PREFIX = '/dashboard';
 
 /** Slow-client guard: the whole request must arrive within this. */
 const REQUEST_TIMEOUT_MS = 30_000;
@@ -93,12 +106,30 @@ function charsetOf(contentType: string | undefined): string | undefined {
  * `shutting_down`, and closes none of the injected clients.
  */
 export function buildProducerApp(deps: ProducerDeps): FastifyInstance {
-  const registry = deps.metricsRegistry ?? new Registry();
+  const registry = deps.metricsRegistry ?? createRegistry('producer');
+  const redisTimeoutMs = deps.redisTimeoutMs ?? 3000;
+  const metrics = createProducerMetrics(registry);
+  const dashboardMetrics = createDashboardMetrics(registry);
+  let signalErrorLogged = 0;
+  registerQueueMetrics(
+    registry,
+    () => readSignals(deps.redis, deps.queue.keys),
+    {
+      timeoutMs: Math.min(redisTimeoutMs, 1000),
+      onError: (err) => {
+        // One line a minute at most: an outage fails every scrape.
+        if (Date.now() - signalErrorLogged < 60_000) return;
+        signalErrorLogged = Date.now();
+        deps.logger.warn({ err: { message: describeError(err) } }, 'could not read the queue signals for /metrics');
+      },
+    },
+  );
   const ctx: RouteContext = {
     deps,
-    metrics: createProducerMetrics(registry),
+    metrics,
+    tracing: deps.tracing ?? TRACING_OFF,
     registry,
-    redisTimeoutMs: deps.redisTimeoutMs ?? 3000,
+    redisTimeoutMs,
     dbTimeoutMs: deps.dbTimeoutMs ?? 5000,
     readinessTimeoutMs: deps.readinessTimeoutMs ?? 1000,
   };
@@ -179,7 +210,9 @@ export function buildProducerApp(deps: ProducerDeps): FastifyInstance {
         'the producer is shutting down; retry (another replica will answer)',
       );
     }
-    if (!verifier.enabled || OPEN_ROUTES.has(request.routeOptions.url ?? '')) return;
+    const route = request.routeOptions.url ?? '';
+    if (!verifier.enabled || OPEN_ROUTES.has(route)) return;
+    if (deps.dashboard && (route === DASHBOARD_PREFIX || route.startsWith(`${DASHBOARD_PREFIX}/`))) return;
     const result = verifier.check(request.headers.authorization);
     if (!result.ok) {
       throw withHeaders(new ApiError('unauthorized', result.message), {
@@ -238,5 +271,18 @@ export function buildProducerApp(deps: ProducerDeps): FastifyInstance {
   registerHealthRoutes(app, ctx);
   registerTradeRoutes(app, ctx);
   registerQueryRoutes(app, ctx);
+  if (deps.dashboard) {
+    void app.register(registerDashboard, {
+      prefix: DASHBOARD_PREFIX,
+      ...deps.dashboard,
+      queue: deps.queue,
+      redis: deps.redis,
+      db: deps.db,
+      logger: deps.logger,
+      metrics: dashboardMetrics,
+      redisTimeoutMs,
+      dbTimeoutMs: ctx.dbTimeoutMs,
+    });
+  }
   return app;
 }

@@ -9,9 +9,11 @@ import type { Registry } from 'prom-client';
 import type { ProducerConfig } from '../config';
 import type { Database } from '../db/types';
 import type { Logger } from '../observability/logger';
+import type { DashboardAccess } from '../dashboard';
+import type { Tracing } from '../observability/tracing';
 import type { PartitionQueue } from '../queue/partition-queue';
 import { ApiError, type ErrorDetail } from './errors';
-import type { ProducerMetrics } from './metrics';
+import type { ProducerMetrics } from '../observability/metrics';
 
 /** Everything the producer API needs; main.ts builds it, tests build their own. */
 export interface ProducerDeps {
@@ -29,6 +31,10 @@ export interface ProducerDeps {
    * but /healthz and /readyz requires one of them when set.
    */
   readonly authTokens?: readonly string[];
+  /** The dashboard at /dashboard (its credentials and operator tools); absent: no dashboard. */
+  readonly dashboard?: DashboardAccess;
+  /** Spans and trace context through the queue. @default off */
+  readonly tracing?: Tracing;
   /** Deadline of each Redis call of a request (on top of the client's own commandTimeout). @default 3000 */
   readonly redisTimeoutMs?: number;
   /** Deadline of each PostgreSQL call of a request. @default 5000 */
@@ -41,6 +47,7 @@ export interface ProducerDeps {
 export interface RouteContext {
   readonly deps: ProducerDeps;
   readonly metrics: ProducerMetrics;
+  readonly tracing: Tracing;
   readonly registry: Registry;
   readonly redisTimeoutMs: number;
   readonly dbTimeoutMs: number;

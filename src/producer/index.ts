@@ -5,7 +5,12 @@
 export { buildProducerApp, withHeaders } from './app';
 export type { ProducerDeps, RouteContext } from './context';
 export * from './errors';
-export { createProducerMetrics, TRADE_OUTCOMES, type ProducerMetrics, type TradeOutcome } from './metrics';
+export {
+  createProducerMetrics,
+  TRADE_OUTCOMES,
+  type ProducerMetrics,
+  type TradeOutcome,
+} from '../observability/metrics';
 export { AUTH_REALM, TokenVerifier, type AuthResult } from './auth';
 export type { BatchItemResult, BatchResponse, TradeAccepted, TradeDuplicate } from './trades';
 export type {

@@ -10,11 +10,13 @@
  */
 import type { FastifyInstance } from 'fastify';
 import IORedis, { type RedisOptions } from 'ioredis';
-import { collectDefaultMetrics, Registry } from 'prom-client';
 
 import { describeConfig, loadProducerConfig, type Env, type ProducerConfig } from '../config';
 import { createDb } from '../db/client';
 import { createLogger, type Logger } from '../observability/logger';
+import { createRegistry } from '../observability/metrics';
+import { createTracing } from '../observability/tracing';
+import { PartitionAdmin } from '../queue/admin';
 import { PartitionQueue } from '../queue/partition-queue';
 import { buildProducerApp } from './app';
 
@@ -85,11 +87,33 @@ export async function runProducer(
   // BullMQ re-emits connection errors on the token queue; the client listener above logs them.
   queue.tokens.queue.on('error', () => undefined);
 
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'tradefleet_producer_' });
+  const registry = createRegistry('producer');
+  // The dashboard's operator actions share the producer's Redis connection.
+  const admin = config.dashboard.enabled
+    ? new PartitionAdmin(redis, config.namespace, config.dedupWindowSeconds)
+    : undefined;
+  if (!admin) logger.info('dashboard off: set DASHBOARD_PASSWORD to serve /dashboard');
 
   // API tokens are not part of ProducerConfig yet: until config gains them, auth stays off.
-  const app = buildProducerApp({ queue, redis, db: dbHandle.db, config, logger, metricsRegistry: registry });
+  const app = buildProducerApp({
+    queue,
+    redis,
+    db: dbHandle.db,
+    config,
+    logger,
+    metricsRegistry: registry,
+    tracing: createTracing(config.tracingEnabled),
+    ...(admin
+      ? {
+          dashboard: {
+            user: config.dashboard.user,
+            password: config.dashboard.password,
+            readOnly: config.dashboard.readOnly,
+            admin,
+          },
+        }
+      : {}),
+  });
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> =>
@@ -108,6 +132,7 @@ export async function runProducer(
       // Reverse order of opening; each step runs even if an earlier one failed.
       const steps: [string, () => Promise<unknown>][] = [
         ['token queue', () => queue.close()],
+        ['dashboard token queue', () => admin?.close() ?? Promise.resolve()],
         ['Redis', () => redis.quit().catch(() => redis.disconnect())],
         ['PostgreSQL', () => dbHandle.close()],
       ];

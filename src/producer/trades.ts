@@ -6,7 +6,7 @@
  * Log lines about a trade carry tradeId, partitionKey and seq (when known);
  * bodies and field values are never logged, only field paths and codes.
  */
-import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify';
 
 import {
   canonicalTradeJson,
@@ -18,6 +18,7 @@ import {
   type Trade,
 } from '../domain';
 import { BacklogFullError, type EnqueueItem, type EnqueueResult } from '../queue/partition-queue';
+import { startEnqueueSpan } from '../observability/tracing';
 import { locateTrade } from '../queue/signals';
 import { requireJsonContentType, type RouteContext } from './context';
 import {
@@ -30,7 +31,7 @@ import {
   type ErrorBody,
   type ErrorDetail,
 } from './errors';
-import type { TradeOutcome } from './metrics';
+import type { TradeOutcome } from '../observability/metrics';
 
 /** 202 body of POST /v1/trades. */
 export interface TradeAccepted {
@@ -136,13 +137,24 @@ function logRejected(
  */
 async function enqueueAll(
   ctx: RouteContext,
-  log: FastifyBaseLogger,
+  request: FastifyRequest,
   items: EnqueueItem[],
 ): Promise<EnqueueResult[]> {
+  const log = request.log;
   const refuse = (outcome: TradeOutcome) => ctx.metrics.trades.inc({ outcome }, items.length);
+  const span = startEnqueueSpan(ctx.tracing, request.headers.traceparent, {
+    'messaging.batch.message_count': items.length,
+  });
+  // The trace context travels in the queue entry beside the body, never inside it.
+  const traced = span.traceparent ? items.map((i) => ({ ...i, traceparent: span.traceparent })) : items;
   try {
-    return await withTimeout(ctx.deps.queue.enqueue(items), ctx.redisTimeoutMs, 'Redis (enqueue)');
+    const results = await span.run(() =>
+      withTimeout(ctx.deps.queue.enqueue(traced), ctx.redisTimeoutMs, 'Redis (enqueue)'),
+    );
+    span.end();
+    return results;
   } catch (err) {
+    span.end(err);
     if (err instanceof BacklogFullError) {
       refuse('backlog_full');
       log.warn(
@@ -206,7 +218,7 @@ export function registerTradeRoutes(app: FastifyInstance, ctx: RouteContext): vo
       );
     }
     const item = toItem(validation.trade);
-    const [result] = await enqueueAll(ctx, request.log, [item]);
+    const [result] = await enqueueAll(ctx, request, [item]);
     if (!result) throw new Error('enqueue returned no result for one item');
     metrics.trades.inc({ outcome: result.status });
     logOutcome(request.log, item, result);
@@ -266,7 +278,7 @@ export function registerTradeRoutes(app: FastifyInstance, ctx: RouteContext): vo
       valid.length > 0
         ? await enqueueAll(
             ctx,
-            request.log,
+            request,
             valid.map((v) => v.item),
           )
         : [];

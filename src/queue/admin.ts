@@ -14,7 +14,12 @@ export interface HaltReason {
   by?: string;
 }
 
-/** Operator actions on partitions: halt, resume, skip the head. */
+/** What {@link PartitionAdmin.forgetTrade} found. */
+export type ForgetResult = 'forgotten' | 'absent' | 'queued' | 'other-delivery';
+
+const FORGET: Record<number, ForgetResult> = { 1: 'forgotten', 0: 'absent', [-1]: 'queued', [-2]: 'other-delivery' };
+
+/** Operator actions on partitions: halt, resume, skip the head, forget a dead-lettered trade. */
 export class PartitionAdmin {
   readonly keys: QueueKeys;
   private readonly redis: ScriptedRedis;
@@ -28,6 +33,8 @@ export class PartitionAdmin {
     this.keys = new QueueKeys(namespace);
     this.redis = withScripts(redis);
     this.tokens = new TokenQueue(redis, this.keys);
+    // BullMQ re-emits the connection's errors here; the connection's owner logs them.
+    this.tokens.queue.on('error', () => undefined);
   }
 
   /** Halts a partition; a worker draining it stops at its next batch boundary. */
@@ -55,6 +62,20 @@ export class PartitionAdmin {
     if (r === -1) throw new Error(`partition ${partitionKey} is not halted; halt it before skipping its head`);
     if (r === -2) throw new Error(`the head of partition ${partitionKey} is not seq ${expectedSeq} any more; reload and retry`);
     return decodeEntry(String(r));
+  }
+
+  /**
+   * Deletes the done marker a dead-lettered delivery (`partitionKey`, `seq`)
+   * left for `tradeId`, so that the same tradeId can be enqueued again (a
+   * replay). Refuses ('queued') while the tradeId is unapplied in the queue,
+   * and keeps ('other-delivery') a marker written by another delivery of it.
+   */
+  async forgetTrade(tradeId: string, partitionKey: string, seq: number): Promise<ForgetResult> {
+    const k = this.keys;
+    const r = await this.redis.tfForgetTrade(k.backlog, k.done(tradeId), tradeId, partitionKey, seq);
+    const result = FORGET[r];
+    if (!result) throw new Error(`forgetTrade returned ${r}`);
+    return result;
   }
 
   async listHalted(): Promise<{ partitionKey: string; reason: HaltReason }[]> {

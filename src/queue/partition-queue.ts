@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { encodeBody } from './codec';
 import { QueueKeys } from './keys';
 import { withScripts, type ScriptedRedis } from './scripts';
 import { TokenQueue } from './tokens';
@@ -11,6 +12,12 @@ export interface EnqueueItem {
   payloadHash: string;
   /** The serialized trade the worker will receive. */
   body: string;
+  /**
+   * W3C trace context to hand to the worker (tracing on). Stored in the list
+   * entry beside the body, never inside it: the payload hash and the body the
+   * worker validates are the same with or without it.
+   */
+  traceparent?: string;
 }
 
 export type EnqueueStatus = 'queued' | 'duplicate' | 'conflict';
@@ -72,7 +79,7 @@ export class PartitionQueue {
     if (items.length === 0) return [];
     const k = this.keys;
     const args: (string | number)[] = [k.seqs, k.backlog, k.pending, k.halted, k.base + ':', this.maxBacklog];
-    for (const it of items) args.push(it.partitionKey, it.tradeId, it.payloadHash, it.body);
+    for (const it of items) args.push(it.partitionKey, it.tradeId, it.payloadHash, encodeBody(it.body, it.traceparent));
     const raw = await this.redis.tfEnqueue(...args);
     if (raw[0] === -1) throw new BacklogFullError(Number(raw[1]), this.maxBacklog);
     const results: EnqueueResult[] = [];

@@ -40,6 +40,7 @@ export interface ScriptCommands {
   tfResume(...args: (string | number)[]): Promise<number>;
   tfSkipHead(...args: (string | number)[]): Promise<number | string>;
   tfUnarmed(...args: (string | number)[]): Promise<string[]>;
+  tfForgetTrade(...args: (string | number)[]): Promise<number>;
 }
 
 export type ScriptedRedis = Redis & ScriptCommands;

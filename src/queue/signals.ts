@@ -68,3 +68,38 @@ export async function locateTrade(
   if (done) return { state: 'done', ...decodeTradeIndex(done) };
   return null;
 }
+
+/**
+ * The partitions with the most unapplied trades, halted ones included (a
+ * halted partition keeps its backlog). Looks at up to `scanLimit` partitions
+ * (ZSCAN of the pending set, then the halted hash) with one pipelined LLEN
+ * round trip; beyond that the answer is a sample, and `complete` says so.
+ */
+export async function hottestPartitions(
+  redis: Redis,
+  keys: QueueKeys,
+  count = 20,
+  scanLimit = 10_000,
+): Promise<{ partitions: { partitionKey: string; queued: number; halted: boolean }[]; complete: boolean }> {
+  const pks = new Set<string>();
+  let complete = true;
+  let cursor = '0';
+  do {
+    const [next, flat] = await redis.zscan(keys.pending, cursor, 'COUNT', 1000);
+    cursor = next;
+    for (let i = 0; i < flat.length; i += 2) pks.add(flat[i]!);
+    if (pks.size >= scanLimit && cursor !== '0') complete = false;
+  } while (cursor !== '0' && pks.size < scanLimit);
+  const halted = new Set(await redis.hkeys(keys.halted));
+  for (const pk of halted) pks.add(pk);
+  const list = [...pks];
+  const p = redis.pipeline();
+  for (const pk of list) p.llen(keys.list(pk));
+  const lens = (await p.exec()) ?? [];
+  const partitions = list
+    .map((partitionKey, i) => ({ partitionKey, queued: Number(lens[i]?.[1] ?? 0), halted: halted.has(partitionKey) }))
+    .filter((x) => x.queued > 0)
+    .sort((a, b) => b.queued - a.queued || a.partitionKey.localeCompare(b.partitionKey))
+    .slice(0, count);
+  return { partitions, complete };
+}

@@ -379,7 +379,11 @@ async function applyInTransaction(
   // Trades first, so that messages name the applied trade rather than a conflict's dead letter.
   for (const k of [...known].sort((x, y) => (x.source === y.source ? 0 : x.source === 'trade' ? -1 : 1))) {
     if (k.source === 'dead_letter') {
-      remember(k.tradeId, k.payloadHash, `dead-lettered at seq ${k.seq} of partition ${k.partitionKey}`);
+      // A replayed dead letter handed its tradeId back to the queue: the replay
+      // is the next delivery, not a repeat of this one (see src/dashboard/actions.ts).
+      if (!k.replayed) {
+        remember(k.tradeId, k.payloadHash, `dead-lettered at seq ${k.seq} of partition ${k.partitionKey}`);
+      }
       continue;
     }
     remember(k.tradeId, k.payloadHash, `applied at seq ${k.seq} of partition ${k.partitionKey}`);

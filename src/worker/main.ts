@@ -10,11 +10,35 @@ import IORedis, { type Redis } from 'ioredis';
 
 import { describeConfig, loadWorkerConfig, ConfigError, type Env, type WorkerConfig } from '../config';
 import { createDb, type DbHandle } from '../db';
+import type { Registry } from 'prom-client';
+
 import { createLogger, type Logger } from '../observability/logger';
-import { HaltPartitionError, PartitionConsumer, Reconciler, type Batch, type ConsumerEvent } from '../queue';
+import {
+  bounded,
+  BATCH_RESULTS,
+  createRegistry,
+  createWorkerMetrics,
+  LEASE_LOSS_REASONS,
+  REASON_CODES,
+  registerQueueMetrics,
+  type BatchResult,
+  type RetryCause,
+  type WorkerMetrics,
+} from '../observability/metrics';
+import { startMetricsServer, type MetricsServer } from '../observability/metrics-server';
+import { createTracing, startApplySpan, TRACING_OFF, type Tracing } from '../observability/tracing';
+import {
+  HaltPartitionError,
+  LeaseLostError,
+  PartitionConsumer,
+  readSignals,
+  Reconciler,
+  type Batch,
+  type ConsumerEvent,
+} from '../queue';
 import { applyBatch, FencedError, type ApplyOptions } from './apply';
 import { CircuitBreaker, type BreakerState } from './circuit-breaker';
-import { isConnectionError, isTransientError, withRetry } from './retry';
+import { failureCause, isConnectionError, isTransientError, withRetry } from './retry';
 
 /** Tuning that has no environment variable (yet); the defaults suit production. */
 export interface WorkerTuning {
@@ -45,6 +69,10 @@ export interface RunningWorker {
   readonly consumer: PartitionConsumer;
   readonly reconciler: Reconciler;
   readonly breaker: CircuitBreaker;
+  /** What /metrics serves. */
+  readonly registry: Registry;
+  /** The /metrics endpoint; undefined when METRICS_PORT is 0 or the port could not be bound. */
+  readonly metricsServer: MetricsServer | undefined;
   /**
    * Graceful shutdown, idempotent (the same promise every time): stop taking
    * tokens, let batches in hand finish within SHUTDOWN_TIMEOUT_MS, then force;
@@ -62,6 +90,17 @@ export interface BatchHandlerDeps {
   readonly retry: NonNullable<WorkerTuning['retry']>;
   /** True once shutdown began: batches in hand stop retrying. */
   readonly stopping: () => boolean;
+  /** @default none */
+  readonly metrics?: WorkerMetrics;
+  /** @default off */
+  readonly tracing?: Tracing;
+}
+
+/** The retry-metric cause of a failed drain token. */
+export function tokenFailureCause(err: unknown): RetryCause {
+  if (err instanceof LeaseLostError) return 'lease_lost';
+  if (err instanceof FencedError) return 'fenced';
+  return failureCause(err);
 }
 
 function seqRange(batch: Batch): { firstSeq: number | undefined; lastSeq: number | undefined } {
@@ -74,10 +113,15 @@ function seqRange(batch: Batch): { firstSeq: number | undefined; lastSeq: number
  * batch (partitionKey, epoch, seq range, tradeIds) and one warning per dead letter.
  */
 export function createBatchHandler(deps: BatchHandlerDeps): (batch: Batch) => Promise<void> {
-  const { db, policy, logger, breaker, retry } = deps;
+  const { db, policy, logger, breaker, retry, metrics } = deps;
+  const tracing = deps.tracing ?? TRACING_OFF;
+  const finished = (result: BatchResult, started: number) =>
+    metrics?.batchDuration.observe({ result: bounded(result, BATCH_RESULTS, 'failed') }, (performance.now() - started) / 1000);
   return async (batch) => {
     const started = performance.now();
     const about = { partitionKey: batch.partitionKey, epoch: batch.epoch, ...seqRange(batch) };
+    metrics?.batchSize.observe(batch.items.length);
+    const span = startApplySpan(tracing, batch);
     const attempt = async () => {
       try {
         const result = await applyBatch(db, batch, { policy });
@@ -91,16 +135,36 @@ export function createBatchHandler(deps: BatchHandlerDeps): (batch: Batch) => Pr
       }
     };
     try {
-      const result = await withRetry(attempt, {
-        ...retry,
-        isTransient: isTransientError,
-        canRetry: () => !deps.stopping() && breaker.state === 'closed',
-        onRetry: ({ attempt: n, delayMs, error }) =>
-          logger.warn(
-            { ...about, attempt: n, delayMs, err: error },
-            'transient database error; retrying the batch',
-          ),
-      });
+      const result = await span.run(() =>
+        withRetry(attempt, {
+          ...retry,
+          isTransient: isTransientError,
+          canRetry: () => !deps.stopping() && breaker.state === 'closed',
+          onRetry: ({ attempt: n, delayMs, error }) => {
+            metrics?.retries.inc({ kind: 'batch', cause: failureCause(error) });
+            logger.warn(
+              { ...about, attempt: n, delayMs, err: error },
+              'transient database error; retrying the batch',
+            );
+          },
+        }),
+      );
+      span.end();
+      if (metrics) {
+        const committedAt = Date.now();
+        metrics.trades.inc({ outcome: 'applied' }, result.applied);
+        metrics.trades.inc({ outcome: 'dead_lettered' }, result.deadLettered);
+        metrics.trades.inc({ outcome: 'duplicate' }, result.duplicates);
+        metrics.trades.inc({ outcome: 'redelivered' }, result.skipped);
+        for (const d of result.deadLetters) {
+          metrics.deadLetters.inc({ reason_code: bounded(d.code, REASON_CODES, 'other') });
+        }
+        // The first `skipped` items were committed by an earlier delivery; the rest by this commit.
+        for (const item of batch.items.slice(result.skipped)) {
+          metrics.endToEndLatency.observe(Math.max(0, committedAt - item.enqueuedAt) / 1000);
+        }
+        finished('committed', started);
+      }
       for (const d of result.deadLetters) {
         logger.warn(
           {
@@ -127,6 +191,9 @@ export function createBatchHandler(deps: BatchHandlerDeps): (batch: Batch) => Pr
         'applied batch',
       );
     } catch (err) {
+      span.end(err);
+      finished(err instanceof HaltPartitionError ? 'halted' : err instanceof FencedError ? 'fenced' : 'failed', started);
+      if (err instanceof FencedError) metrics?.leaseLosses.inc({ reason: 'fenced' });
       if (err instanceof HaltPartitionError) {
         // Logged at warn by the consumer's 'halted' event once Redis has it.
         logger.info(
@@ -192,6 +259,22 @@ function logConsumerEvent(logger: Logger, e: ConsumerEvent): void {
   }
 }
 
+function countConsumerEvent(metrics: WorkerMetrics, e: ConsumerEvent): void {
+  switch (e.type) {
+    case 'lease-lost':
+      metrics.leaseLosses.inc({ reason: bounded(e.why, LEASE_LOSS_REASONS, 'lock') });
+      return;
+    case 'halted':
+      metrics.halts.inc({ reason_code: bounded(e.reason.code, REASON_CODES, 'other') });
+      return;
+    case 'failed':
+      metrics.retries.inc({ kind: 'token', cause: tokenFailureCause(e.error) });
+      return;
+    default:
+      return;
+  }
+}
+
 /** Logs at most one line per `everyMs` for a noisy error source (a Redis outage reports every reconnect). */
 function throttled(logger: Logger, msg: string, everyMs = 10_000): (err: unknown) => void {
   let last = 0;
@@ -249,6 +332,16 @@ export async function runWorker(
   redis.on('error', throttled(logger, 'Redis connection error'));
 
   let stopping = false;
+  const tracing = createTracing(config.tracingEnabled);
+  const registry = createRegistry('worker');
+  // The gauges read `consumer` and `breaker` (declared below) only when scraped.
+  const metrics = createWorkerMetrics(registry, {
+    activeDrains: () => consumer.activeDrains,
+    breakerState: () => breaker.state,
+    concurrency: config.concurrency,
+  });
+  const logSignalError = throttled(logger, 'could not read the queue signals for /metrics', 60_000);
+  registerQueueMetrics(registry, () => readSignals(redis, consumer.keys), { onError: logSignalError });
   // The breaker's callbacks use `consumer` (declared below): they only run
   // after a batch failed, so after it exists.
   const breaker = new CircuitBreaker({
@@ -292,22 +385,48 @@ export async function runWorker(
       breaker,
       retry,
       stopping: () => stopping,
+      metrics,
+      tracing,
     }),
-    onEvent: (e) => logConsumerEvent(logger, e),
+    onEvent: (e) => {
+      countConsumerEvent(metrics, e);
+      logConsumerEvent(logger, e);
+    },
   });
   consumer.worker.on('error', throttled(logger, 'drain-token worker error'));
   const reconciler = new Reconciler({
     redis,
     namespace: config.namespace,
     intervalMs: options.reconcileIntervalMs ?? 5000,
-    onArmed: (pks) =>
+    onArmed: (pks) => {
+      metrics.rearmed.inc(pks.length);
       logger.info(
         { partitionKeys: pks.slice(0, 50), count: pks.length },
         're-armed partitions without a drain token',
-      ),
+      );
+    },
     onError: throttled(logger, 'reconciler pass failed'),
   });
   reconciler.start();
+
+  let metricsServer: MetricsServer | undefined;
+  if (config.metricsPort > 0) {
+    try {
+      metricsServer = await startMetricsServer({
+        registry,
+        port: config.metricsPort,
+        onError: throttled(logger, 'could not collect the metrics', 60_000),
+      });
+      logger.info({ url: `${metricsServer.url}/metrics` }, 'serving Prometheus metrics');
+    } catch (err) {
+      // Draining matters more than metrics: go on without them, loudly.
+      logger.error(
+        { err, port: config.metricsPort },
+        `could not serve /metrics on METRICS_PORT=${config.metricsPort} (in use?): this worker runs without metrics; ` +
+          'give each worker on one host its own METRICS_PORT, or 0 to turn it off',
+      );
+    }
+  }
 
   let closing: Promise<{ forced: boolean }> | undefined;
   const close = (): Promise<{ forced: boolean }> =>
@@ -322,6 +441,7 @@ export async function runWorker(
       const consumerClosed = reconcilerClosed.done
         ? await withDeadline(consumer.close(), deadline - Date.now())
         : ({ done: false } as const);
+      await metricsServer?.close();
       if (consumerClosed.done) {
         await redis.quit().catch(() => redis.disconnect());
       } else {
@@ -364,7 +484,7 @@ export async function runWorker(
     { namespace: config.namespace, concurrency: config.concurrency, policy: config.permanentFailurePolicy },
     'worker started',
   );
-  return { config, logger, consumer, reconciler, breaker, close };
+  return { config, logger, consumer, reconciler, breaker, registry, metricsServer, close };
 }
 
 if (require.main === module) {

@@ -118,6 +118,23 @@ export function isTransientError(err: unknown): boolean {
   });
 }
 
+/** Why a failure is retried, as a bounded metric label (see RETRY_CAUSES in src/observability/metrics.ts). */
+export type FailureCause = 'connection' | 'deadlock' | 'serialization' | 'redis_busy' | 'other';
+
+/** The cause of a failure for the retry metrics: connection, deadlock, serialization, redis_busy or other. */
+export function failureCause(err: unknown): FailureCause {
+  if (isConnectionError(err)) return 'connection';
+  for (const e of causes(err)) {
+    const code = codeOf(e);
+    if (code === '40P01') return 'deadlock';
+    if (code === '40001') return 'serialization';
+    if ((e as { name?: unknown } | null)?.name === 'ReplyError' && REDIS_TRANSIENT_REPLY.test(messageOf(e))) {
+      return 'redis_busy';
+    }
+  }
+  return 'other';
+}
+
 export interface RetryInfo {
   /** The attempt that failed, from 1. */
   readonly attempt: number;

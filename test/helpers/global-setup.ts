@@ -47,6 +47,10 @@ export default async function globalSetup(): Promise<void> {
     );
   }
 
+  // Workers the tests start (often several at once, in parallel test files)
+  // would all bind the default METRICS_PORT; a test that wants /metrics sets a free port.
+  process.env.METRICS_PORT ??= '0';
+
   process.env.TEST_REDIS_URL = useRedis ?? shared.redis?.url;
   process.env.TEST_DATABASE_URL = useDatabase ?? shared.postgres?.url;
 }

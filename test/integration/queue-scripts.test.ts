@@ -15,7 +15,7 @@ beforeAll(() => {
 afterAll(() => redis.quit());
 
 test('there are scripts to check', () => {
-  expect(scripts.map((s) => s.name).sort()).toEqual(['ack', 'acquire', 'enqueue', 'halt', 'resume', 'skipHead', 'unarmed']);
+  expect(scripts.map((s) => s.name).sort()).toEqual(['ack', 'acquire', 'enqueue', 'forgetTrade', 'halt', 'resume', 'skipHead', 'unarmed']);
 });
 
 test.each(scripts.map((s) => [s.name, s] as const))('%s compiles, documents itself and uses the keys its name declares', async (_name, s) => {

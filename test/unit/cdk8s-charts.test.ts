@@ -138,7 +138,10 @@ describe.each(ENVIRONMENTS)('%s manifests', (env) => {
   });
 
   it('every core object has a known kind/apiVersion, its required fields and valid names', () => {
-    const core = objects[env].filter((o) => !String(o.apiVersion).startsWith('keda.sh/'));
+    // KEDA's kinds are checked against their CRDs above; the Prometheus operator's in observability-metrics.test.ts.
+    const core = objects[env].filter(
+      (o) => !String(o.apiVersion).startsWith('keda.sh/') && !String(o.apiVersion).startsWith('monitoring.coreos.com/'),
+    );
     for (const o of core) expect(Object.keys(CORE_KINDS)).toContain(o.kind);
     expect(core.flatMap(coreObjectProblems)).toEqual([]);
   });
@@ -185,7 +188,7 @@ describe.each(ENVIRONMENTS)('%s manifests', (env) => {
     const formula = compileFormula(so.spec.advanced.scalingModifiers.formula, names);
     expect(formula.names.every((n) => names.includes(n))).toBe(true);
     expect(formula.names).toEqual(['backlog', 'pending']);
-    const keys = new QueueKeys(one(env, 'ConfigMap').data.TRADEFLEET_NAMESPACE);
+    const keys = new QueueKeys(one(env, 'ConfigMap', 'tradefleet-config').data.TRADEFLEET_NAMESPACE);
     const byName = Object.fromEntries(so.spec.triggers.map((t: Json) => [t.name, t.metadata.listName]));
     expect(byName).toEqual({ pending: keys.pending, backlog: keys.backlog });
     for (const t of so.spec.triggers) {
@@ -226,8 +229,8 @@ describe.each(ENVIRONMENTS)('%s manifests', (env) => {
 
   describe('replicas the synthesized ScaledObject gives (src/scaling over its own numbers)', () => {
     const model = scaledObjectModel(one(env, 'ScaledObject'));
-    const keys = new QueueKeys(one(env, 'ConfigMap').data.TRADEFLEET_NAMESPACE);
-    const C = Number(one(env, 'ConfigMap').data.WORKER_CONCURRENCY);
+    const keys = new QueueKeys(one(env, 'ConfigMap', 'tradefleet-config').data.TRADEFLEET_NAMESPACE);
+    const C = Number(one(env, 'ConfigMap', 'tradefleet-config').data.WORKER_CONCURRENCY);
     const sig = (pendingPartitions: number, backlog: number) =>
       scalingSignalsFrom(keys, { pendingPartitions, backlog });
     it.each([
@@ -283,7 +286,7 @@ describe.each(ENVIRONMENTS)('%s manifests', (env) => {
   });
 
   it('the ConfigMap holds only non-secret src/config variables, valid for the producer and the worker', () => {
-    const cm = one(env, 'ConfigMap').data as Record<string, string>;
+    const cm = one(env, 'ConfigMap', 'tradefleet-config').data as Record<string, string>;
     for (const k of Object.keys(cm)) expect(Object.keys(configSchema)).toContain(k);
     expect(Object.keys(cm)).not.toContain('REDIS_URL');
     expect(Object.keys(cm)).not.toContain('DATABASE_URL');
@@ -299,7 +302,7 @@ describe.each(ENVIRONMENTS)('%s manifests', (env) => {
   });
 
   it('SIGTERM drain fits: terminationGracePeriodSeconds exceeds SHUTDOWN_TIMEOUT_MS with a margin', () => {
-    const shutdownMs = Number(one(env, 'ConfigMap').data.SHUTDOWN_TIMEOUT_MS);
+    const shutdownMs = Number(one(env, 'ConfigMap', 'tradefleet-config').data.SHUTDOWN_TIMEOUT_MS);
     for (const name of ['tradefleet-worker', 'tradefleet-producer']) {
       const grace = one(env, 'Deployment', name).spec.template.spec.terminationGracePeriodSeconds as number;
       expect(grace * 1000 - shutdownMs).toBeGreaterThanOrEqual(5000);
@@ -353,10 +356,18 @@ describe.each(ENVIRONMENTS)('%s manifests', (env) => {
     expect(c.ports).toEqual([{ name: 'http', containerPort: config.producer.port, protocol: 'TCP' }]);
   });
 
-  it('network: workers get no ingress and egress only to Redis, PostgreSQL and DNS; the producer is reachable on its port', () => {
+  it('network: workers get ingress only from Prometheus on the metrics port and egress only to Redis, PostgreSQL and DNS; the producer is reachable on its port', () => {
     const worker = one(env, 'NetworkPolicy', 'tradefleet-worker').spec;
     expect(worker.policyTypes).toEqual(['Ingress', 'Egress']);
-    expect(worker.ingress).toEqual([]);
+    expect(worker.ingress).toEqual([
+      {
+        from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': config.monitoring.prometheusNamespace } } }],
+        ports: [{ protocol: 'TCP', port: config.monitoring.metricsPort }],
+      },
+    ]);
+    const metricsPort = one(env, 'Deployment', 'tradefleet-worker').spec.template.spec.containers[0].ports;
+    expect(metricsPort).toEqual([{ name: 'metrics', containerPort: config.monitoring.metricsPort, protocol: 'TCP' }]);
+    expect(one(env, 'ConfigMap', 'tradefleet-config').data.METRICS_PORT).toBe(String(config.monitoring.metricsPort));
     const ports = worker.egress.map((r: Json) =>
       r.ports.map((p: Json) => `${p.protocol}/${p.port}`).join(','),
     );

@@ -48,6 +48,8 @@ describe('defaults', () => {
       dedupWindowSeconds: 86400,
       pgPoolSize: 10,
       shutdownTimeoutMs: 20000,
+      metricsPort: 9464,
+      tracingEnabled: false,
     });
     expect(loadProducerConfig({})).toEqual({
       redisUrl: 'redis://127.0.0.1:6379',
@@ -62,6 +64,8 @@ describe('defaults', () => {
       bodyLimitBytes: 1_048_576,
       pgPoolSize: 10,
       shutdownTimeoutMs: 20000,
+      tracingEnabled: false,
+      dashboard: { enabled: false, user: 'admin', password: '', readOnly: false },
     });
     expect(loadMigrateConfig({})).toEqual({
       databaseUrl: 'postgres://postgres@127.0.0.1:5432/tradefleet',
@@ -288,5 +292,27 @@ describe('documentation', () => {
   test('describeConfig masks URL passwords for logging', () => {
     const c = loadWorkerConfig({ DATABASE_URL: 'postgres://app:s3cret@db/tf' });
     expect(describeConfig(c)).toMatchObject({ databaseUrl: 'postgres://app:***@db/tf', concurrency: 16 });
+  });
+
+  test('describeConfig hides the dashboard password; a set password turns the dashboard on', () => {
+    const c = loadProducerConfig({ DASHBOARD_PASSWORD: 'correct horse battery', DASHBOARD_READ_ONLY: 'yes' });
+    expect(c.dashboard).toEqual({ enabled: true, user: 'admin', password: 'correct horse battery', readOnly: true });
+    const shown = JSON.stringify(describeConfig(c));
+    expect(shown).not.toContain('correct horse');
+    expect(describeConfig(c).dashboard).toMatchObject({ password: '(hidden)', user: 'admin' });
+  });
+
+  test('a short dashboard password, a bad METRICS_PORT and a user with ":" are reported together, without the password', () => {
+    let err: unknown;
+    try {
+      loadProducerConfig({ DASHBOARD_PASSWORD: 'hunter2', DASHBOARD_USER: 'a:b' });
+    } catch (e) {
+      err = e;
+    }
+    expect((err as Error).message).toMatch(/DASHBOARD_PASSWORD=\(value hidden\) must be 12 to 256 characters/);
+    expect((err as Error).message).toMatch(/DASHBOARD_USER="a:b"/);
+    expect((err as Error).message).not.toContain('hunter2');
+    expect(() => loadWorkerConfig({ METRICS_PORT: '70000' })).toThrow(/METRICS_PORT="70000" is out of range/);
+    expect(loadWorkerConfig({ METRICS_PORT: '0' }).metricsPort).toBe(0);
   });
 });

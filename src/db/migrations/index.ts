@@ -5,7 +5,9 @@
  */
 import type { Migration } from 'kysely';
 import * as m0001 from './0001_initial';
+import * as m0002 from './0002_dead_letter_replays';
 
 export const migrations: Readonly<Record<string, Migration>> = Object.freeze({
   '0001_initial': m0001,
+  '0002_dead_letter_replays': m0002,
 });

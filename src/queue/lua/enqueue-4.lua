@@ -20,6 +20,8 @@
               must be added), else 0
 
   A list entry is "seq|enqueuedMs|tradeId|body"; tradeIds never contain "|".
+  The body argument may start with "~<traceparent>|" (see codec.ts): stored
+  as given, it is opaque here.
 ]]
 local seqsKey, backlogKey, pendingKey, haltedKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local base = ARGV[1]
