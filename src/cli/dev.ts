@@ -4,6 +4,7 @@ import { Client } from 'pg';
 import { createDb } from '../db/client';
 import { migrateToLatest } from '../db/migrate';
 import { MissingBinaryError, freePort, startPostgres, startRedis } from '../dev/local-servers';
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import IORedis from 'ioredis';
 import { loadScaledObjectModel } from '../scaling';
@@ -97,13 +98,18 @@ export async function dev(argv: string[]): Promise<number> {
       DATABASE_URL: databaseUrl,
       TRADEFLEET_NAMESPACE: namespace,
       PORT: String(port),
+      // The dashboard is on only with a password: make one for this run unless given.
+      DASHBOARD_PASSWORD: process.env.DASHBOARD_PASSWORD ?? randomBytes(12).toString('base64url'),
     };
     const producer = launch('producer', ['producer'], env);
     children.push(producer);
     let workerNo = 0;
     const workerProcs: ChildProcess[] = [];
-    const startWorker = () => {
-      const w = launch(`worker-${++workerNo}`, ['worker'], env);
+    const metricsPorts: number[] = [];
+    // Fixed workers serve /metrics on ports of their own; autoscaled ones come
+    // and go, so they serve none (METRICS_PORT 0).
+    const startWorker = (metricsPort = 0) => {
+      const w = launch(`worker-${++workerNo}`, ['worker'], { ...env, METRICS_PORT: String(metricsPort) });
       workerProcs.push(w);
       children.push(w);
       w.once('exit', () => {
@@ -117,7 +123,12 @@ export async function dev(argv: string[]): Promise<number> {
         }
       });
     };
-    if (!model) for (let i = 0; i < workers; i++) startWorker();
+    if (!model) {
+      for (let i = 0; i < workers; i++) {
+        metricsPorts.push(await freePort());
+        startWorker(metricsPorts[i]);
+      }
+    }
     const api = `http://127.0.0.1:${port}`;
     await waitReady(`${api}/readyz`, producer);
     console.error(
@@ -126,6 +137,12 @@ export async function dev(argv: string[]): Promise<number> {
         `tradefleet dev is up: producer API ${api}, ${workers} worker(s)`,
         `  Redis      ${redisUrl}`,
         `  PostgreSQL ${databaseUrl}`,
+        `  dashboard  ${api}/dashboard (user ${process.env.DASHBOARD_USER ?? 'admin'}, password ${env.DASHBOARD_PASSWORD})`,
+        ...(metricsPorts.length
+          ? [
+              `  metrics    ${api}/metrics, workers: ${metricsPorts.map((p) => `http://127.0.0.1:${p}/metrics`).join(' ')}`,
+            ]
+          : []),
         `  try:  curl -s -XPOST ${api}/v1/trades -H 'content-type: application/json' -d @docs/examples/trade.json`,
         `        REDIS_URL=${redisUrl} DATABASE_URL=${databaseUrl} npx tradefleet inspect`,
         '  Ctrl-C stops everything.',
@@ -144,7 +161,7 @@ export async function dev(argv: string[]): Promise<number> {
         model,
         speed,
         running: () => workerProcs.filter((w) => !retiring.has(w)).length,
-        scaleUp: startWorker,
+        scaleUp: () => startWorker(),
         scaleDown: () => {
           const w = [...workerProcs].reverse().find((x) => !retiring.has(x));
           if (!w) return;
