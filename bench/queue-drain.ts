@@ -13,10 +13,10 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { Queue, Worker } from 'bullmq';
 import IORedis from 'ioredis';
 import { PartitionConsumer, PartitionQueue, type EnqueueItem } from '../src/queue';
-import { startRedis } from '../test/helpers/servers';
+import { startRedis } from '../src/dev/local-servers';
+import { drainPlainBullmq } from './lib/peers';
 
 const TRADES = Number(process.env.TRADES ?? 20000);
 const PARTITIONS = Number(process.env.PARTITIONS ?? 1000);
@@ -64,25 +64,7 @@ async function runTradefleet(redis: IORedis, rep: number): Promise<number> {
 }
 
 async function runBullmq(redis: IORedis, rep: number): Promise<number> {
-  const name = `plain-${rep}`;
-  const queue = new Queue(name, { connection: redis });
-  const all = trades();
-  for (let i = 0; i < all.length; i += 1000) {
-    await queue.addBulk(all.slice(i, i + 1000).map((t) => ({ name: 'trade', data: t, opts: { removeOnComplete: true } })));
-  }
-  let completed = 0;
-  let resolveDone!: () => void;
-  const done = new Promise<void>((r) => (resolveDone = r));
-  const started = performance.now();
-  const worker = new Worker(name, async () => undefined, { connection: redis, concurrency: 50 });
-  worker.on('completed', () => {
-    if (++completed === TRADES) resolveDone();
-  });
-  await done;
-  const ms = performance.now() - started;
-  await worker.close();
-  await queue.close();
-  return (TRADES / ms) * 1000;
+  return drainPlainBullmq(redis, `plain-${rep}`, trades());
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;

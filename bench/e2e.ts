@@ -1,0 +1,344 @@
+/**
+ * End-to-end benchmark (issue 8): trades posted in batches to the producer API
+ * and applied in PostgreSQL, with default durable settings (Redis AOF
+ * everysec, PostgreSQL fsync and synchronous_commit on), beside its peers on
+ * the same trades with a no-op processor, in one run. Writes
+ * bench/results/e2e.{json,md}.
+ *
+ *   npm run bench                       (everything, ~15 min on 2 cores)
+ *   TRADES=20000 REPS=1 npm run bench   (a quick look)
+ *
+ * Parts:
+ *   1. throughput: 1 producer + 1 worker process, TRADES over 1,000 partitions (uniform)
+ *   2. the same with a skewed (Zipf 1.1) distribution, and with one trade per partition
+ *   3. latency: enqueue-to-commit p50/p99 while posting at half of part 1's median rate
+ *   4. peers: plain BullMQ (one queue, concurrency 50) and GroupMQ (per-group FIFO,
+ *      concurrency 50) draining the same trades with a no-op processor
+ *   5. scaling: 1, 2 and 4 queue-core worker processes, 5 ms of simulated I/O per batch
+ *   6. memory: Redis bytes per queued trade, worker RSS
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import IORedis from 'ioredis';
+import { Client } from 'pg';
+import { canonicalTradeJson, partitionKey, payloadHash, validateTrade } from '../src/domain';
+import { PartitionQueue, QueueKeys, readSignals, type EnqueueItem } from '../src/queue';
+import { freePort, startPostgres, startRedis } from '../src/dev/local-servers';
+import { drainGroupmq, drainPlainBullmq, type PeerTrade } from './lib/peers';
+import { workload, type Distribution } from './lib/workload';
+
+const TRADES = Number(process.env.TRADES ?? 100_000);
+const REPS = Number(process.env.REPS ?? 3);
+const POSTERS = 4;
+const POST_BATCH = 1000;
+const ROOT = join(__dirname, '..');
+const BIN = join(ROOT, 'bin', 'tradefleet.js');
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const stats = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return { min: Math.round(s[0]!), median: Math.round(s[Math.floor(s.length / 2)]!), max: Math.round(s[s.length - 1]!) };
+};
+
+let redisUrl = '';
+let pgAdminUrl = '';
+let redis: IORedis;
+let dbCounter = 0;
+
+function cli(args: string[], env: Record<string, string>): ChildProcess {
+  const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
+  (child as ChildProcess & { err: () => string }).err = () => err;
+  return child;
+}
+const exited = (c: ChildProcess) =>
+  c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : new Promise<void>((r) => c.once('exit', () => r()));
+
+function rssMb(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+interface Fleet {
+  api: string;
+  keys: QueueKeys;
+  databaseUrl: string;
+  producer: ChildProcess;
+  workers: ChildProcess[];
+  stop(): Promise<void>;
+}
+
+async function startFleet(workers: number): Promise<Fleet> {
+  const name = `bench_${process.pid}_${++dbCounter}`;
+  const admin = new Client({ connectionString: pgAdminUrl });
+  await admin.connect();
+  await admin.query(`create database ${name}`);
+  await admin.end();
+  const databaseUrl = pgAdminUrl.replace(/\/postgres$/, `/${name}`);
+  const port = await freePort();
+  const namespace = `bench-${process.pid}-${dbCounter}`;
+  const env = { REDIS_URL: redisUrl, DATABASE_URL: databaseUrl, PORT: String(port), HOST: '127.0.0.1', TRADEFLEET_NAMESPACE: namespace, LOG_LEVEL: 'warn' };
+  const migrate = cli(['migrate'], env);
+  await exited(migrate);
+  if (migrate.exitCode !== 0) throw new Error(`migrate failed: ${(migrate as ChildProcess & { err: () => string }).err()}`);
+  const producer = cli(['producer'], env);
+  const ws = Array.from({ length: workers }, () => cli(['worker'], env));
+  const api = `http://127.0.0.1:${port}`;
+  for (let i = 0; ; i++) {
+    if ((await fetch(`${api}/readyz`).catch(() => undefined))?.ok) break;
+    if (i > 300) throw new Error('producer not ready');
+    await sleep(100);
+  }
+  await sleep(500); // workers connected
+  return {
+    api,
+    keys: new QueueKeys(namespace),
+    databaseUrl,
+    producer,
+    workers: ws,
+    async stop() {
+      for (const c of [...ws, producer]) c.kill('SIGTERM');
+      await Promise.all([...ws, producer].map(exited));
+    },
+  };
+}
+
+async function postBatch(api: string, trades: Record<string, string>[]): Promise<void> {
+  for (;;) {
+    const res = await fetch(`${api}/v1/trades/batch`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ trades }) });
+    await res.arrayBuffer();
+    if (res.status === 429 || res.status === 503) {
+      await sleep(200);
+      continue;
+    }
+    if (res.status >= 300) throw new Error(`POST batch: HTTP ${res.status}`);
+    return;
+  }
+}
+
+/** Part 1/2: post everything as fast as POSTERS clients can; time until the last trade is committed. */
+async function throughput(trades: Record<string, string>[]): Promise<{ perSecond: number; workerRssMaxMb: number }> {
+  const fleet = await startFleet(1);
+  let rssMax = 0;
+  const sampler = setInterval(() => (rssMax = Math.max(rssMax, rssMb(fleet.workers[0]!.pid!))), 250);
+  const started = performance.now();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: POSTERS }, async () => {
+      for (;;) {
+        const i = next;
+        next += POST_BATCH;
+        if (i >= trades.length) return;
+        await postBatch(fleet.api, trades.slice(i, i + POST_BATCH));
+      }
+    }),
+  );
+  while ((await readSignals(redis, fleet.keys)).backlog > 0) await sleep(20);
+  const ms = performance.now() - started;
+  clearInterval(sampler);
+  await fleet.stop();
+  return { perSecond: (trades.length / ms) * 1000, workerRssMaxMb: Math.round(rssMax) };
+}
+
+/** Part 3: post at `rate` trades/s for `seconds`, then read enqueue-to-commit latencies from PostgreSQL. */
+async function latency(rate: number, seconds: number): Promise<{ rate: number; p50: number; p99: number; max: number; trades: number }> {
+  const fleet = await startFleet(1);
+  const tickMs = 20;
+  const perTick = Math.max(1, Math.round((rate * tickMs) / 1000));
+  const trades = workload(Math.round(rate * seconds), 1000, 'uniform', 99, 'L');
+  const started = performance.now();
+  const inflight: Promise<void>[] = [];
+  for (let i = 0, tick = 0; i < trades.length; i += perTick, tick++) {
+    const due = started + tick * tickMs;
+    const wait = due - performance.now();
+    if (wait > 0) await sleep(wait);
+    inflight.push(postBatch(fleet.api, trades.slice(i, i + perTick)));
+  }
+  await Promise.all(inflight);
+  while ((await readSignals(redis, fleet.keys)).backlog > 0) await sleep(20);
+  await fleet.stop();
+  const db = new Client({ connectionString: fleet.databaseUrl });
+  await db.connect();
+  // applied_at is the commit's transaction timestamp; enqueued_at the Redis clock at enqueue.
+  const rows = (await db.query(`select extract(epoch from (applied_at - enqueued_at)) * 1000 as ms from trades order by 1`)).rows as { ms: string }[];
+  await db.end();
+  const ms = rows.map((r) => Number(r.ms));
+  const q = (p: number) => +ms[Math.min(ms.length - 1, Math.floor(p * ms.length))]!.toFixed(1);
+  return { rate: Math.round(rate), p50: q(0.5), p99: q(0.99), max: q(1), trades: ms.length };
+}
+
+function toItems(trades: Record<string, string>[]): EnqueueItem[] {
+  return trades.map((raw) => {
+    const v = validateTrade(raw);
+    if (!v.ok) throw new Error('bad workload');
+    return { partitionKey: partitionKey(v.trade.accountId, v.trade.bookId, v.trade.securityId), tradeId: v.trade.tradeId, payloadHash: payloadHash(v.trade), body: canonicalTradeJson(v.trade) };
+  });
+}
+
+/** Part 5: queue-core workers with 5 ms of simulated I/O per batch; trades/s for n processes. */
+async function scaling(n: number, items: EnqueueItem[]): Promise<number> {
+  const namespace = `scale-${process.pid}-${n}-${Date.now()}`;
+  const procs = Array.from({ length: n }, () =>
+    spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'workers', 'sleepy-worker.ts')], {
+      env: { ...process.env, REDIS_URL: redisUrl, NAMESPACE: namespace, CONCURRENCY: '1', BATCH_SIZE: '16', WORK_MS: '5' },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    }),
+  );
+  await Promise.all(procs.map((p) => new Promise<void>((r) => p.stdout!.once('data', () => r()))));
+  const q = new PartitionQueue({ redis, namespace });
+  const started = performance.now();
+  for (let i = 0; i < items.length; i += 1000) await q.enqueue(items.slice(i, i + 1000));
+  while ((await readSignals(redis, q.keys)).backlog > 0) await sleep(10);
+  const ms = performance.now() - started;
+  await q.close();
+  for (const p of procs) p.kill('SIGTERM');
+  await Promise.all(procs.map(exited));
+  return (items.length / ms) * 1000;
+}
+
+/** Part 6: Redis bytes per queued trade (INFO memory before/after enqueueing, no workers). */
+async function redisBytesPerTrade(items: EnqueueItem[]): Promise<{ bytesPerTrade: number; bodyBytes: number }> {
+  const used = async () => Number(/used_memory:(\d+)/.exec(await redis.info('memory'))![1]);
+  const q = new PartitionQueue({ redis, namespace: `mem-${process.pid}` });
+  const before = await used();
+  for (let i = 0; i < items.length; i += 1000) await q.enqueue(items.slice(i, i + 1000));
+  const after = await used();
+  await q.close();
+  const bodyBytes = Math.round(items.reduce((a, it) => a + it.body.length, 0) / items.length);
+  return { bytesPerTrade: Math.round((after - before) / items.length), bodyBytes };
+}
+
+async function main() {
+  const redisServer = await startRedis({ appendonly: true, appendfsync: 'everysec' });
+  const pg = await startPostgres({ durable: true });
+  redisUrl = redisServer.url;
+  pgAdminUrl = pg.url;
+  redis = new IORedis(redisUrl, { maxRetriesPerRequest: null });
+  const log = (s: string) => console.log(`[bench] ${s}`);
+  try {
+    const scenarios: { name: string; partitions: number; distribution: Distribution }[] = [
+      { name: 'uniform, 1,000 partitions', partitions: 1000, distribution: 'uniform' },
+      { name: 'skewed (Zipf 1.1), 1,000 partitions', partitions: 1000, distribution: 'zipf' },
+      { name: `one trade per partition (${TRADES.toLocaleString('en')} partitions)`, partitions: TRADES, distribution: 'unique' },
+    ];
+    const e2e: Record<string, { perSecond: ReturnType<typeof stats>; runs: number[]; workerRssMaxMb: number }> = {};
+    for (const sc of scenarios) {
+      const runs: number[] = [];
+      let rss = 0;
+      for (let rep = 0; rep < REPS; rep++) {
+        const r = await throughput(workload(TRADES, sc.partitions, sc.distribution, rep + 1, `E${rep}`));
+        runs.push(r.perSecond);
+        rss = Math.max(rss, r.workerRssMaxMb);
+        log(`${sc.name}: ${Math.round(r.perSecond)} trades/s (worker RSS max ${r.workerRssMaxMb} MB)`);
+      }
+      e2e[sc.name] = { perSecond: stats(runs), runs: runs.map(Math.round), workerRssMaxMb: rss };
+    }
+    const maxRate = e2e[scenarios[0]!.name]!.perSecond.median;
+    const lat = await latency(maxRate / 2, Number(process.env.LATENCY_SECONDS ?? 15));
+    log(`latency at ${lat.rate}/s: p50 ${lat.p50} ms, p99 ${lat.p99} ms`);
+
+    const peerTrades: PeerTrade[] = toItems(workload(TRADES, 1000, 'uniform', 7, 'P'));
+    const bull: number[] = [];
+    const group: number[] = [];
+    for (let rep = 0; rep < REPS; rep++) {
+      bull.push(await drainPlainBullmq(redis, `plain-${rep}`, peerTrades));
+      group.push(await drainGroupmq(redis, `gmq${rep}`, peerTrades));
+      log(`peers rep ${rep + 1}: plain BullMQ ${Math.round(bull[rep]!)}/s, GroupMQ ${Math.round(group[rep]!)}/s`);
+      await redis.flushdb();
+    }
+
+    const scaleItems = toItems(workload(Math.min(TRADES, 40_000), 1000, 'uniform', 5, 'W'));
+    const scale: Record<number, number[]> = { 1: [], 2: [], 4: [] };
+    for (let rep = 0; rep < REPS; rep++) {
+      for (const n of [1, 2, 4]) {
+        scale[n]!.push(await scaling(n, scaleItems));
+        await redis.flushdb();
+      }
+      log(`scaling rep ${rep + 1}: ${[1, 2, 4].map((n) => `${n}: ${Math.round(scale[n]![rep]!)}/s`).join(', ')}`);
+    }
+    const mem = await redisBytesPerTrade(toItems(workload(TRADES, 1000, 'uniform', 11, 'M')));
+    log(`Redis: ${mem.bytesPerTrade} bytes per queued trade (body ${mem.bodyBytes} bytes)`);
+
+    const bullMedian = stats(bull).median;
+    const scaleMedian = Object.fromEntries([1, 2, 4].map((n) => [n, stats(scale[n]!).median]));
+    const result = {
+      benchmark: 'e2e',
+      date: new Date().toISOString(),
+      trades: TRADES,
+      repetitions: REPS,
+      settings: {
+        redis: 'AOF appendfsync everysec',
+        postgres: 'fsync on, synchronous_commit on, full_page_writes on',
+        producer: `${POSTERS} concurrent clients posting batches of ${POST_BATCH}`,
+        worker: 'defaults: WORKER_CONCURRENCY 16, WORKER_BATCH_SIZE 64, WORKER_BUDGET 512',
+      },
+      e2e,
+      latencyAtHalfLoad: lat,
+      peers: { plainBullmq: { perSecond: stats(bull), runs: bull.map(Math.round) }, groupmq: { perSecond: stats(group), runs: group.map(Math.round) } },
+      ratios: {
+        uniformVsPlainBullmq: +(maxRate / bullMedian).toFixed(2),
+        onePerPartitionVsPlainBullmq: +(e2e[scenarios[2]!.name]!.perSecond.median / bullMedian).toFixed(2),
+      },
+      scaling: {
+        setup: '40,000 trades over 1,000 partitions; queue-core workers, concurrency 1, batch 16, 5 ms simulated I/O per batch',
+        perSecond: scaleMedian,
+        efficiency: { 2: +(scaleMedian[2]! / (2 * scaleMedian[1]!)).toFixed(2), 4: +(scaleMedian[4]! / (4 * scaleMedian[1]!)).toFixed(2) },
+      },
+      memory: { redisBytesPerQueuedTrade: mem.bytesPerTrade, tradeBodyBytes: mem.bodyBytes, workerRssMaxMb: Math.max(...Object.values(e2e).map((x) => x.workerRssMaxMb)) },
+      machine: { cpus: cpus().length, cpu: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
+      versions: {
+        bullmq: require('bullmq/package.json').version,
+        groupmq: require('groupmq/package.json').version,
+        ioredis: require('ioredis/package.json').version,
+        pg: require('pg/package.json').version,
+      },
+    };
+    const dir = join(__dirname, 'results');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'e2e.json'), JSON.stringify(result, null, 2) + '\n');
+    const row = (name: string, s: { min: number; median: number; max: number }, runs: number[]) => `| ${name} | ${s.min} | ${s.median} | ${s.max} | ${runs.join(', ')} |`;
+    const md = [
+      `# End-to-end benchmark (${result.date.slice(0, 10)})`,
+      '',
+      `Command: \`npm run bench\`. ${TRADES.toLocaleString('en')} trades per run, ${REPS} repetitions, one machine (${result.machine.cpus} x ${result.machine.cpu}, Node ${result.machine.node}). Durable settings: Redis ${result.settings.redis}; PostgreSQL ${result.settings.postgres}. ${result.settings.producer}; 1 producer and 1 worker process (${result.settings.worker}). Trades are NEW trades posted to the producer API; the clock runs until the last one is committed.`,
+      '',
+      '| end to end (posted -> committed) | min trades/s | median | max | runs |',
+      '| --- | ---: | ---: | ---: | --- |',
+      ...Object.entries(e2e).map(([k, v]) => row(k, v.perSecond, v.runs)),
+      '',
+      '| peers, no-op processor, same trades (1,000 partitions) | min | median | max | runs |',
+      '| --- | ---: | ---: | ---: | --- |',
+      row('plain BullMQ (one queue, concurrency 50, no ordering)', result.peers.plainBullmq.perSecond, result.peers.plainBullmq.runs),
+      row('GroupMQ (per-group FIFO, concurrency 50)', result.peers.groupmq.perSecond, result.peers.groupmq.runs),
+      '',
+      `Ratios (medians): end to end uniform / plain BullMQ no-op = **${result.ratios.uniformVsPlainBullmq}x** (target 2x); one trade per partition / plain BullMQ = **${result.ratios.onePerPartitionVsPlainBullmq}x** (target 0.5x).`,
+      '',
+      `Latency, enqueue to commit, posting at ${lat.rate} trades/s (half the uniform median) for ${Number(process.env.LATENCY_SECONDS ?? 15)} s: p50 **${lat.p50} ms**, p99 **${lat.p99} ms**, max ${lat.max} ms over ${lat.trades} trades (target p99 < 50 ms).`,
+      '',
+      `Scaling (${result.scaling.setup}): 1 worker ${scaleMedian[1]}/s, 2 workers ${scaleMedian[2]}/s (efficiency ${result.scaling.efficiency[2]}), 4 workers ${scaleMedian[4]}/s (efficiency ${result.scaling.efficiency[4]}); target 0.9.`,
+      '',
+      `Memory: Redis ${mem.bytesPerTrade} bytes per queued trade (trade body ${mem.bodyBytes} bytes); worker RSS max ${result.memory.workerRssMaxMb} MB (target < 200 MB).`,
+      '',
+      `Versions: bullmq ${result.versions.bullmq}, groupmq ${result.versions.groupmq}, ioredis ${result.versions.ioredis}, pg ${result.versions.pg}.`,
+      '',
+    ].join('\n');
+    writeFileSync(join(dir, 'e2e.md'), md);
+    console.log(md);
+  } finally {
+    redis.disconnect();
+    await redisServer.stop();
+    await pg.stop();
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

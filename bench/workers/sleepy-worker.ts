@@ -1,0 +1,28 @@
+/**
+ * A queue-core worker process for the scaling benchmark: drains a namespace
+ * and spends WORK_MS (simulated I/O, a timer, no CPU) per batch. Prints
+ * "ready" once connected; SIGTERM drains and exits.
+ * Environment: REDIS_URL, NAMESPACE, CONCURRENCY, BATCH_SIZE, WORK_MS.
+ */
+import IORedis from 'ioredis';
+import { PartitionConsumer } from '../../src/queue';
+
+const env = process.env;
+const redis = new IORedis(env.REDIS_URL!, { maxRetriesPerRequest: null });
+const workMs = Number(env.WORK_MS ?? 5);
+const consumer = new PartitionConsumer({
+  redis,
+  connection: redis,
+  namespace: env.NAMESPACE!,
+  concurrency: Number(env.CONCURRENCY ?? 1),
+  batchSize: Number(env.BATCH_SIZE ?? 16),
+  budget: 512,
+  handler: () => new Promise((r) => setTimeout(r, workMs)),
+});
+void consumer.worker.waitUntilReady().then(() => console.log('ready'));
+process.on('SIGTERM', () => {
+  void consumer.close().then(async () => {
+    await redis.quit();
+    process.exit(0);
+  });
+});
