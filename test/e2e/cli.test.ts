@@ -81,8 +81,19 @@ test('partition show / skip-head / resume: an operator clears a halted partition
       PERMANENT_FAILURE_POLICY: 'halt',
     };
     const dev = spawnCli(['dev', '--port', String(port), '--workers', '1'], env);
-    await waitFor('tradefleet dev to be up', () => outputOf(dev).includes('tradefleet dev is up'), 90_000, 200);
-    const ids = { accountId: 'OPS', bookId: 'B1', securityId: 'S1', tradeTime: '2026-11-22T10:00:00Z', currency: 'USD' };
+    await waitFor(
+      'tradefleet dev to be up',
+      () => outputOf(dev).includes('tradefleet dev is up'),
+      90_000,
+      200,
+    );
+    const ids = {
+      accountId: 'OPS',
+      bookId: 'B1',
+      securityId: 'S1',
+      tradeTime: '2026-11-22T10:00:00Z',
+      currency: 'USD',
+    };
     const trades = [
       { ...ids, tradeId: 'N1', type: 'NEW', side: 'BUY', quantity: '10', price: '2' },
       { ...ids, tradeId: 'A1', type: 'AMEND', refTradeId: 'NOPE', side: 'BUY', quantity: '5', price: '2' },
@@ -111,7 +122,10 @@ test('partition show / skip-head / resume: an operator clears a halted partition
     const wrong = spawnCli(['partition', 'skip-head', pk, '--seq', '3'], env);
     expect(await exitCode(wrong)).toBe(1);
     expect(outputOf(wrong)).toMatch(/the head of OPS_B1_S1 is seq 2, not seq 3/);
-    const skip = spawnCli(['partition', 'skip-head', pk, '--seq', '2', '--reason', 'bad ref, booked by hand'], env);
+    const skip = spawnCli(
+      ['partition', 'skip-head', pk, '--seq', '2', '--reason', 'bad ref, booked by hand'],
+      env,
+    );
     expect(await exitCode(skip)).toBe(0);
     const resume = spawnCli(['partition', 'resume', pk], env);
     expect(await exitCode(resume)).toBe(0);
@@ -122,9 +136,36 @@ test('partition show / skip-head / resume: an operator clears a halted partition
     });
     expect(done).toMatchObject({ halted: null, head: [], position: { netQuantity: '7', tradeCount: 2 } });
     const letter = await (await fetch(`http://127.0.0.1:${port}/v1/trades/A1`)).json();
-    expect(letter).toMatchObject({ state: 'dead_lettered', reasonCode: 'operator_skip', reason: 'bad ref, booked by hand' });
+    expect(letter).toMatchObject({
+      state: 'dead_lettered',
+      reasonCode: 'operator_skip',
+      reason: 'bad ref, booked by hand',
+    });
     dev.kill('SIGINT');
     expect(await exitCode(dev)).toBe(0);
+  } finally {
+    await database.drop();
+  }
+});
+
+test('a worker and a producer stopped while still starting exit 0 (SIGTERM during start-up)', async () => {
+  const database = await createTestDatabase();
+  try {
+    const port = await freePort();
+    const env = {
+      REDIS_URL: redisUrl(),
+      DATABASE_URL: database.url,
+      TRADEFLEET_NAMESPACE: testNamespace('early'),
+      PORT: String(port),
+    };
+    const migrate = spawnCli(['migrate'], env);
+    expect(await exitCode(migrate)).toBe(0);
+    for (const cmd of ['worker', 'producer']) {
+      const child = spawnCli([cmd], env);
+      await new Promise((r) => setTimeout(r, 150)); // still loading its modules
+      child.kill('SIGTERM');
+      expect({ cmd, code: await exitCode(child) }).toEqual({ cmd, code: 0 });
+    }
   } finally {
     await database.drop();
   }

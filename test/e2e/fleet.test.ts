@@ -5,15 +5,15 @@
  * partition's trades in seq order. Also: SIGTERM under load, and a PostgreSQL
  * restart in the middle of the run.
  */
-import type { ChildProcess } from 'node:child_process';
 import IORedis from 'ioredis';
 import { Client } from 'pg';
-import { canonicalDecimalString, type Position } from '../../src/domain';
-import { QueueKeys, readSignals } from '../../src/queue';
-import { createTestDatabase, redisUrl, testNamespace, type TestDatabase } from '../helpers/isolation';
-import { exitCode, outputOf, spawnCli, stopAll, waitFor } from '../helpers/processes';
-import { freePort, startPostgres } from '../helpers/servers';
-import { expectedPositions, generateTrades } from '../helpers/trades';
+import { canonicalDecimalString } from '../../src/domain';
+import { readSignals } from '../../src/queue';
+import { checkPositionsAgainstFold, startFleet, waitDrained, type Fleet } from '../helpers/fleet';
+import { createTestDatabase, redisUrl, type TestDatabase } from '../helpers/isolation';
+import { exitCode, outputOf, spawnCli, stopAll } from '../helpers/processes';
+import { startPostgres } from '../helpers/servers';
+import { generateTrades } from '../helpers/trades';
 
 jest.setTimeout(240_000);
 
@@ -23,48 +23,6 @@ beforeAll(() => {
 });
 afterEach(() => stopAll(15_000));
 afterAll(() => redis.quit());
-
-interface Fleet {
-  api: string;
-  env: Record<string, string>;
-  producer: ChildProcess;
-  workers: ChildProcess[];
-  keys: QueueKeys;
-}
-
-async function startFleet(
-  databaseUrl: string,
-  workers: number,
-  extraEnv: Record<string, string> = {},
-): Promise<Fleet> {
-  const port = await freePort();
-  const namespace = testNamespace('fleet');
-  const env = {
-    REDIS_URL: redisUrl(),
-    DATABASE_URL: databaseUrl,
-    PORT: String(port),
-    HOST: '127.0.0.1',
-    TRADEFLEET_NAMESPACE: namespace,
-    LOCK_DURATION_MS: '2000',
-    STALLED_INTERVAL_MS: '1000',
-    SHUTDOWN_TIMEOUT_MS: '10000',
-    LOG_LEVEL: 'warn',
-    ...extraEnv,
-  };
-  const migrate = spawnCli(['migrate'], env);
-  const code = await exitCode(migrate);
-  if (code !== 0) throw new Error(`tradefleet migrate exited ${code}: ${outputOf(migrate)}`);
-  const producer = spawnCli(['producer'], env);
-  const api = `http://127.0.0.1:${port}`;
-  await waitFor(
-    'the producer to be ready',
-    async () => (await fetch(`${api}/readyz`).catch(() => undefined))?.ok,
-    60_000,
-    200,
-  );
-  const ws = Array.from({ length: workers }, () => spawnCli(['worker'], env));
-  return { api, env, producer, workers: ws, keys: new QueueKeys(namespace) };
-}
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the JSON of several response shapes
 async function post(api: string, path: string, body: unknown): Promise<{ status: number; body: any }> {
@@ -110,73 +68,17 @@ async function postAll(
 const dec = (s: string) => canonicalDecimalString(s);
 
 async function checkPositions(
-  fleet: Fleet,
+  _fleet: Fleet,
   databaseUrl: string,
   trades: Record<string, unknown>[],
   seqs: Map<string, number>,
 ) {
-  const expected = expectedPositions(trades, seqs);
-  const db = new Client({ connectionString: databaseUrl });
-  await db.connect();
-  try {
-    const rows = (await db.query('select * from positions')).rows;
-    const dead = (
-      await db.query('select partition_key, count(*)::int as n from dead_letters group by partition_key')
-    ).rows;
-    const applied = (
-      await db.query('select count(*)::int as n, count(distinct trade_id)::int as d from trades')
-    ).rows[0];
-    expect(applied.n).toBe(applied.d);
-    const deadBy = new Map(dead.map((d) => [d.partition_key as string, d.n as number]));
-    expect(rows).toHaveLength(expected.size);
-    const mismatches: string[] = [];
-    for (const row of rows) {
-      const want = expected.get(row.partition_key);
-      if (!want) {
-        mismatches.push(`${row.partition_key}: unexpected position`);
-        continue;
-      }
-      const p: Position = want.position;
-      const got = {
-        net: dec(row.net_quantity),
-        bought: dec(row.bought_quantity),
-        sold: dec(row.sold_quantity),
-        boughtNotional: dec(row.bought_notional),
-        soldNotional: dec(row.sold_notional),
-        count: Number(row.trade_count),
-        lastSeq: Number(row.last_seq),
-        digest: row.digest,
-        dead: deadBy.get(row.partition_key) ?? 0,
-      };
-      const exp = {
-        net: p.netQuantity,
-        bought: p.boughtQuantity,
-        sold: p.soldQuantity,
-        boughtNotional: p.boughtNotional,
-        soldNotional: p.soldNotional,
-        count: p.tradeCount,
-        lastSeq: p.lastSeq,
-        digest: p.digest,
-        dead: want.deadLetters,
-      };
-      if (JSON.stringify(got) !== JSON.stringify(exp))
-        mismatches.push(`${row.partition_key}: got ${JSON.stringify(got)} expected ${JSON.stringify(exp)}`);
-    }
-    expect(mismatches.slice(0, 5)).toEqual([]);
-    return { rows, expected };
-  } finally {
-    await db.end();
-  }
+  const { rows, expected, problems } = await checkPositionsAgainstFold(databaseUrl, trades, seqs, 5);
+  expect(problems).toEqual([]);
+  return { rows, expected };
 }
 
-async function drained(fleet: Fleet, timeoutMs = 120_000) {
-  await waitFor(
-    'the fleet to drain the backlog',
-    async () => (await readSignals(redis, fleet.keys)).backlog === 0,
-    timeoutMs,
-    200,
-  );
-}
+const drained = (fleet: Fleet, timeoutMs = 120_000) => waitDrained(redis, fleet.keys, timeoutMs);
 
 describe('fleet end to end', () => {
   let database: TestDatabase;

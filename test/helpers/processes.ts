@@ -7,7 +7,11 @@ const ROOT = join(__dirname, '..', '..');
 const children = new Set<ChildProcess>();
 
 /** Runs a TypeScript file of this repo in a child Node process (through tsx). */
-export function spawnTs(file: string, env: Record<string, string>, opts: { inherit?: boolean } = {}): ChildProcess {
+export function spawnTs(
+  file: string,
+  env: Record<string, string>,
+  opts: { inherit?: boolean } = {},
+): ChildProcess {
   const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, file)], {
     cwd: ROOT,
     env: { ...process.env, ...env },
@@ -19,7 +23,8 @@ export function spawnTs(file: string, env: Record<string, string>, opts: { inher
   });
   child.on('exit', (code, signal) => {
     children.delete(child);
-    if (code && code !== 0 && !signal && process.env.TF_TEST_VERBOSE) console.error(`child ${file} exited ${code}: ${stderr}`);
+    if (code && code !== 0 && !signal && process.env.TF_TEST_VERBOSE)
+      console.error(`child ${file} exited ${code}: ${stderr}`);
   });
   (child as ChildProcess & { stderrTail: () => string }).stderrTail = () => stderr;
   children.add(child);
@@ -43,7 +48,12 @@ export async function stopAll(graceMs = 5000): Promise<void> {
   clearTimeout(timer);
 }
 
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 30000, everyMs = 50): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs = 30000,
+  everyMs = 50,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await probe();
@@ -60,13 +70,29 @@ export function spawnCli(args: string[], env: Record<string, string>): ChildProc
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  let output = '';
+  // The last ~2 MB as a list of chunks: re-slicing one 2 MB string on every chunk
+  // costs a copy per chunk, which a chatty worker (LOG_LEVEL=info) turns into gigabytes.
+  const LIMIT = 2_000_000;
+  let chunks: string[] = [];
+  let size = 0;
   const keep = (d: Buffer) => {
-    output = (output + d.toString()).slice(-2_000_000);
+    const text = d.toString();
+    chunks.push(text);
+    size += text.length;
+    if (size > 2 * LIMIT) {
+      const joined = chunks.join('').slice(-LIMIT);
+      chunks = [joined];
+      size = joined.length;
+    }
   };
   child.stdout?.on('data', keep);
   child.stderr?.on('data', keep);
-  (child as ChildProcess & { output: () => string }).output = () => output;
+  (child as ChildProcess & { output: () => string }).output = () => {
+    const joined = chunks.join('').slice(-LIMIT);
+    chunks = [joined];
+    size = joined.length;
+    return joined;
+  };
   child.on('exit', () => children.delete(child));
   children.add(child);
   return child;

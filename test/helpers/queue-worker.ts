@@ -44,7 +44,8 @@ const consumer = new PartitionConsumer({
     log({ ev: 'end', pk: batch.partitionKey, seqs, t: now() });
   },
   onEvent: (e) => {
-    if (e.type === 'acked') log({ ev: 'acked', pk: e.partitionKey, first: e.firstSeq, last: e.lastSeq, epoch: e.epoch, t: now() });
+    if (e.type === 'acked')
+      log({ ev: 'acked', pk: e.partitionKey, first: e.firstSeq, last: e.lastSeq, epoch: e.epoch, t: now() });
     else if (e.type === 'lease-lost') log({ ev: 'lease-lost', pk: e.partitionKey, why: e.why, t: now() });
   },
 });

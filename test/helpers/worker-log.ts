@@ -29,7 +29,11 @@ export function readLog(file: string): LogLine[] {
  * - each handler call sees consecutive seqs starting right after the last ack
  *   (a call may repeat an un-acked batch after a crash, never skip one).
  */
-export function checkLog(lines: LogLine[], expected: Map<string, number>, killed = new Set<number>()): string[] {
+export function checkLog(
+  lines: LogLine[],
+  expected: Map<string, number>,
+  killed = new Set<number>(),
+): string[] {
   const problems: string[] = [];
   const acked = new Map<string, number>();
   // A killed process can ack in Redis and die before logging the ack. Such a
@@ -42,20 +46,24 @@ export function checkLog(lines: LogLine[], expected: Map<string, number>, killed
   for (const l of lines.filter((x) => x.ev === 'acked')) {
     const last = acked.get(l.pk) ?? 0;
     const lostLogLine = startedByKilled.has(`${l.pk}/${last + 1}/${l.first! - 1}`);
-    if (l.first !== last + 1 && !lostLogLine) problems.push(`${l.pk}: ack of ${l.first}..${l.last} after ${last}`);
+    if (l.first !== last + 1 && !lostLogLine)
+      problems.push(`${l.pk}: ack of ${l.first}..${l.last} after ${last}`);
     acked.set(l.pk, l.last!);
   }
   for (const [pk, n] of expected) {
     const last = acked.get(pk) ?? 0;
     // The last batch of a partition may be the one whose ack log line died with its process.
-    if (last !== n && !startedByKilled.has(`${pk}/${last + 1}/${n}`)) problems.push(`${pk}: acked up to ${last}, expected ${n}`);
+    if (last !== n && !startedByKilled.has(`${pk}/${last + 1}/${n}`))
+      problems.push(`${pk}: acked up to ${last}, expected ${n}`);
   }
   for (const pk of acked.keys()) if (!expected.has(pk)) problems.push(`${pk}: acked but never enqueued`);
 
   // Only calls whose batch was then acked count for exclusivity: a call cut
   // short by a kill, or fenced after a pause (its ack refused), changed nothing
   // in Redis, and PostgreSQL fencing is what neutralizes its writes.
-  const ackedBy = new Set(lines.filter((x) => x.ev === 'acked').map((x) => `${x.pid}/${x.pk}/${x.first}/${x.last}`));
+  const ackedBy = new Set(
+    lines.filter((x) => x.ev === 'acked').map((x) => `${x.pid}/${x.pk}/${x.first}/${x.last}`),
+  );
   const byPk = new Map<string, { pid: number; start: number; end: number; seqs: number[] }[]>();
   const open = new Map<string, { pid: number; start: number; seqs: number[] }>();
   for (const l of lines) {
@@ -75,12 +83,15 @@ export function checkLog(lines: LogLine[], expected: Map<string, number>, killed
     calls.sort((a, b) => a.start - b.start);
     for (let i = 1; i < calls.length; i++) {
       if (calls[i]!.start < calls[i - 1]!.end) {
-        problems.push(`${pk}: calls overlap (pid ${calls[i - 1]!.pid} until ${calls[i - 1]!.end}, pid ${calls[i]!.pid} from ${calls[i]!.start})`);
+        problems.push(
+          `${pk}: calls overlap (pid ${calls[i - 1]!.pid} until ${calls[i - 1]!.end}, pid ${calls[i]!.pid} from ${calls[i]!.start})`,
+        );
       }
     }
     for (const c of calls) {
       for (let j = 1; j < c.seqs.length; j++) {
-        if (c.seqs[j] !== c.seqs[j - 1]! + 1) problems.push(`${pk}: non-consecutive batch ${c.seqs.join(',')}`);
+        if (c.seqs[j] !== c.seqs[j - 1]! + 1)
+          problems.push(`${pk}: non-consecutive batch ${c.seqs.join(',')}`);
       }
     }
   }
