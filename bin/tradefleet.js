@@ -5,6 +5,24 @@
 const fs = require('node:fs');
 const path = require('node:path');
 
+// A SIGTERM that arrives while the process is still loading (a pod stopped
+// during start-up) must not kill it mid-way: remember it, and let the service
+// shut down cleanly once it has installed its own handlers (takeEarlySignal).
+const early = {
+  signal: undefined,
+  record(signal) {
+    early.signal ??= signal;
+  },
+  take() {
+    process.off('SIGTERM', early.record);
+    process.off('SIGINT', early.record);
+    return early.signal;
+  },
+};
+process.on('SIGTERM', early.record);
+process.on('SIGINT', early.record);
+globalThis.__tradefleetEarlySignal = early;
+
 const root = path.join(__dirname, '..');
 if (fs.existsSync(path.join(root, 'src', 'cli.ts'))) {
   require('tsx/cjs');

@@ -86,9 +86,13 @@ function fromFrameworkError(
       );
     case 'FST_ERR_BAD_URL':
       return new ApiError('bad_request', 'the URL is not valid (bad percent-encoding?)');
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      // Fastify's message quotes the whole path: never echo it.
+      return new ApiError('invalid_parameter', 'a path parameter is too long (at most 512 characters)');
     default:
       if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
-        return new ApiError('bad_request', err.message);
+        // Bounded: a framework message may quote client input.
+        return new ApiError('bad_request', err.message.slice(0, 200));
       }
       return undefined;
   }
@@ -111,19 +115,18 @@ export function buildProducerApp(deps: ProducerDeps): FastifyInstance {
   const metrics = createProducerMetrics(registry);
   const dashboardMetrics = createDashboardMetrics(registry);
   let signalErrorLogged = 0;
-  registerQueueMetrics(
-    registry,
-    () => readSignals(deps.redis, deps.queue.keys),
-    {
-      timeoutMs: Math.min(redisTimeoutMs, 1000),
-      onError: (err) => {
-        // One line a minute at most: an outage fails every scrape.
-        if (Date.now() - signalErrorLogged < 60_000) return;
-        signalErrorLogged = Date.now();
-        deps.logger.warn({ err: { message: describeError(err) } }, 'could not read the queue signals for /metrics');
-      },
+  registerQueueMetrics(registry, () => readSignals(deps.redis, deps.queue.keys), {
+    timeoutMs: Math.min(redisTimeoutMs, 1000),
+    onError: (err) => {
+      // One line a minute at most: an outage fails every scrape.
+      if (Date.now() - signalErrorLogged < 60_000) return;
+      signalErrorLogged = Date.now();
+      deps.logger.warn(
+        { err: { message: describeError(err) } },
+        'could not read the queue signals for /metrics',
+      );
     },
-  );
+  });
   const ctx: RouteContext = {
     deps,
     metrics,

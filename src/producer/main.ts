@@ -8,6 +8,7 @@
  * the queue, Redis and PostgreSQL are closed in the reverse order of opening.
  * A second signal exits at once.
  */
+import { takeEarlySignal } from '../cli/early-signal';
 import type { FastifyInstance } from 'fastify';
 import IORedis, { type RedisOptions } from 'ioredis';
 
@@ -187,6 +188,11 @@ export async function runProducer(
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   const url = `http://${host}:${port}`;
   logger.info({ url }, `producer listening on ${url}`);
+  // A SIGTERM that arrived while loading: shut down now that we can do it cleanly.
+  if (options.handleSignals ?? true) {
+    const early = takeEarlySignal();
+    if (early) process.emit('SIGTERM' === early ? 'SIGTERM' : 'SIGINT', early);
+  }
   return { app, config, url, close };
 }
 

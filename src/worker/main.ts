@@ -37,6 +37,7 @@ import {
   type ConsumerEvent,
 } from '../queue';
 import { applyBatch, FencedError, type ApplyOptions } from './apply';
+import { takeEarlySignal } from '../cli/early-signal';
 import { CircuitBreaker, type BreakerState } from './circuit-breaker';
 import { failureCause, isConnectionError, isTransientError, withRetry } from './retry';
 
@@ -116,7 +117,10 @@ export function createBatchHandler(deps: BatchHandlerDeps): (batch: Batch) => Pr
   const { db, policy, logger, breaker, retry, metrics } = deps;
   const tracing = deps.tracing ?? TRACING_OFF;
   const finished = (result: BatchResult, started: number) =>
-    metrics?.batchDuration.observe({ result: bounded(result, BATCH_RESULTS, 'failed') }, (performance.now() - started) / 1000);
+    metrics?.batchDuration.observe(
+      { result: bounded(result, BATCH_RESULTS, 'failed') },
+      (performance.now() - started) / 1000,
+    );
   return async (batch) => {
     const started = performance.now();
     const about = { partitionKey: batch.partitionKey, epoch: batch.epoch, ...seqRange(batch) };
@@ -192,7 +196,10 @@ export function createBatchHandler(deps: BatchHandlerDeps): (batch: Batch) => Pr
       );
     } catch (err) {
       span.end(err);
-      finished(err instanceof HaltPartitionError ? 'halted' : err instanceof FencedError ? 'fenced' : 'failed', started);
+      finished(
+        err instanceof HaltPartitionError ? 'halted' : err instanceof FencedError ? 'fenced' : 'failed',
+        started,
+      );
       if (err instanceof FencedError) metrics?.leaseLosses.inc({ reason: 'fenced' });
       if (err instanceof HaltPartitionError) {
         // Logged at warn by the consumer's 'halted' event once Redis has it.
@@ -478,6 +485,8 @@ export async function runWorker(
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
+    const early = takeEarlySignal();
+    if (early) onSignal(early);
   }
 
   logger.info(
