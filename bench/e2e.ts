@@ -39,7 +39,11 @@ const BIN = join(ROOT, 'bin', 'tradefleet.js');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const stats = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
-  return { min: Math.round(s[0]!), median: Math.round(s[Math.floor(s.length / 2)]!), max: Math.round(s[s.length - 1]!) };
+  return {
+    min: Math.round(s[0]!),
+    median: Math.round(s[Math.floor(s.length / 2)]!),
+    max: Math.round(s[s.length - 1]!),
+  };
 };
 
 let redisUrl = '';
@@ -48,14 +52,19 @@ let redis: IORedis;
 let dbCounter = 0;
 
 function cli(args: string[], env: Record<string, string>): ChildProcess {
-  const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [BIN, ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
   (child as ChildProcess & { err: () => string }).err = () => err;
   return child;
 }
 const exited = (c: ChildProcess) =>
-  c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : new Promise<void>((r) => c.once('exit', () => r()));
+  c.exitCode !== null || c.signalCode !== null
+    ? Promise.resolve()
+    : new Promise<void>((r) => c.once('exit', () => r()));
 
 function rssMb(pid: number): number {
   try {
@@ -84,10 +93,18 @@ async function startFleet(workers: number): Promise<Fleet> {
   const databaseUrl = pgAdminUrl.replace(/\/postgres$/, `/${name}`);
   const port = await freePort();
   const namespace = `bench-${process.pid}-${dbCounter}`;
-  const env = { REDIS_URL: redisUrl, DATABASE_URL: databaseUrl, PORT: String(port), HOST: '127.0.0.1', TRADEFLEET_NAMESPACE: namespace, LOG_LEVEL: 'warn' };
+  const env = {
+    REDIS_URL: redisUrl,
+    DATABASE_URL: databaseUrl,
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    TRADEFLEET_NAMESPACE: namespace,
+    LOG_LEVEL: 'warn',
+  };
   const migrate = cli(['migrate'], env);
   await exited(migrate);
-  if (migrate.exitCode !== 0) throw new Error(`migrate failed: ${(migrate as ChildProcess & { err: () => string }).err()}`);
+  if (migrate.exitCode !== 0)
+    throw new Error(`migrate failed: ${(migrate as ChildProcess & { err: () => string }).err()}`);
   const producer = cli(['producer'], env);
   const ws = Array.from({ length: workers }, () => cli(['worker'], env));
   const api = `http://127.0.0.1:${port}`;
@@ -112,7 +129,11 @@ async function startFleet(workers: number): Promise<Fleet> {
 
 async function postBatch(api: string, trades: Record<string, string>[]): Promise<void> {
   for (;;) {
-    const res = await fetch(`${api}/v1/trades/batch`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ trades }) });
+    const res = await fetch(`${api}/v1/trades/batch`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ trades }),
+    });
     await res.arrayBuffer();
     if (res.status === 429 || res.status === 503) {
       await sleep(200);
@@ -124,7 +145,9 @@ async function postBatch(api: string, trades: Record<string, string>[]): Promise
 }
 
 /** Part 1/2: post everything as fast as POSTERS clients can; time until the last trade is committed. */
-async function throughput(trades: Record<string, string>[]): Promise<{ perSecond: number; workerRssMaxMb: number }> {
+async function throughput(
+  trades: Record<string, string>[],
+): Promise<{ perSecond: number; workerRssMaxMb: number }> {
   const fleet = await startFleet(1);
   let rssMax = 0;
   const sampler = setInterval(() => (rssMax = Math.max(rssMax, rssMb(fleet.workers[0]!.pid!))), 250);
@@ -148,7 +171,10 @@ async function throughput(trades: Record<string, string>[]): Promise<{ perSecond
 }
 
 /** Part 3: post at `rate` trades/s for `seconds`, then read enqueue-to-commit latencies from PostgreSQL. */
-async function latency(rate: number, seconds: number): Promise<{ rate: number; p50: number; p99: number; max: number; trades: number }> {
+async function latency(
+  rate: number,
+  seconds: number,
+): Promise<{ rate: number; p50: number; p99: number; max: number; trades: number }> {
   const fleet = await startFleet(1);
   const tickMs = 20;
   const perTick = Math.max(1, Math.round((rate * tickMs) / 1000));
@@ -167,7 +193,11 @@ async function latency(rate: number, seconds: number): Promise<{ rate: number; p
   const db = new Client({ connectionString: fleet.databaseUrl });
   await db.connect();
   // applied_at is the commit's transaction timestamp; enqueued_at the Redis clock at enqueue.
-  const rows = (await db.query(`select extract(epoch from (applied_at - enqueued_at)) * 1000 as ms from trades order by 1`)).rows as { ms: string }[];
+  const rows = (
+    await db.query(
+      `select extract(epoch from (applied_at - enqueued_at)) * 1000 as ms from trades order by 1`,
+    )
+  ).rows as { ms: string }[];
   await db.end();
   const ms = rows.map((r) => Number(r.ms));
   const q = (p: number) => +ms[Math.min(ms.length - 1, Math.floor(p * ms.length))]!.toFixed(1);
@@ -178,7 +208,12 @@ function toItems(trades: Record<string, string>[]): EnqueueItem[] {
   return trades.map((raw) => {
     const v = validateTrade(raw);
     if (!v.ok) throw new Error('bad workload');
-    return { partitionKey: partitionKey(v.trade.accountId, v.trade.bookId, v.trade.securityId), tradeId: v.trade.tradeId, payloadHash: payloadHash(v.trade), body: canonicalTradeJson(v.trade) };
+    return {
+      partitionKey: partitionKey(v.trade.accountId, v.trade.bookId, v.trade.securityId),
+      tradeId: v.trade.tradeId,
+      payloadHash: payloadHash(v.trade),
+      body: canonicalTradeJson(v.trade),
+    };
   });
 }
 
@@ -187,7 +222,14 @@ async function scaling(n: number, items: EnqueueItem[]): Promise<number> {
   const namespace = `scale-${process.pid}-${n}-${Date.now()}`;
   const procs = Array.from({ length: n }, () =>
     spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'workers', 'sleepy-worker.ts')], {
-      env: { ...process.env, REDIS_URL: redisUrl, NAMESPACE: namespace, CONCURRENCY: '1', BATCH_SIZE: '16', WORK_MS: '5' },
+      env: {
+        ...process.env,
+        REDIS_URL: redisUrl,
+        NAMESPACE: namespace,
+        CONCURRENCY: '1',
+        BATCH_SIZE: '16',
+        WORK_MS: '5',
+      },
       stdio: ['ignore', 'pipe', 'inherit'],
     }),
   );
@@ -204,7 +246,9 @@ async function scaling(n: number, items: EnqueueItem[]): Promise<number> {
 }
 
 /** Part 6: Redis bytes per queued trade (INFO memory before/after enqueueing, no workers). */
-async function redisBytesPerTrade(items: EnqueueItem[]): Promise<{ bytesPerTrade: number; bodyBytes: number }> {
+async function redisBytesPerTrade(
+  items: EnqueueItem[],
+): Promise<{ bytesPerTrade: number; bodyBytes: number }> {
   const used = async () => Number(/used_memory:(\d+)/.exec(await redis.info('memory'))![1]);
   const q = new PartitionQueue({ redis, namespace: `mem-${process.pid}` });
   const before = await used();
@@ -226,9 +270,16 @@ async function main() {
     const scenarios: { name: string; partitions: number; distribution: Distribution }[] = [
       { name: 'uniform, 1,000 partitions', partitions: 1000, distribution: 'uniform' },
       { name: 'skewed (Zipf 1.1), 1,000 partitions', partitions: 1000, distribution: 'zipf' },
-      { name: `one trade per partition (${TRADES.toLocaleString('en')} partitions)`, partitions: TRADES, distribution: 'unique' },
+      {
+        name: `one trade per partition (${TRADES.toLocaleString('en')} partitions)`,
+        partitions: TRADES,
+        distribution: 'unique',
+      },
     ];
-    const e2e: Record<string, { perSecond: ReturnType<typeof stats>; runs: number[]; workerRssMaxMb: number }> = {};
+    const e2e: Record<
+      string,
+      { perSecond: ReturnType<typeof stats>; runs: number[]; workerRssMaxMb: number }
+    > = {};
     for (const sc of scenarios) {
       const runs: number[] = [];
       let rss = 0;
@@ -250,7 +301,9 @@ async function main() {
     for (let rep = 0; rep < REPS; rep++) {
       bull.push(await drainPlainBullmq(redis, `plain-${rep}`, peerTrades));
       group.push(await drainGroupmq(redis, `gmq${rep}`, peerTrades));
-      log(`peers rep ${rep + 1}: plain BullMQ ${Math.round(bull[rep]!)}/s, GroupMQ ${Math.round(group[rep]!)}/s`);
+      log(
+        `peers rep ${rep + 1}: plain BullMQ ${Math.round(bull[rep]!)}/s, GroupMQ ${Math.round(group[rep]!)}/s`,
+      );
       await redis.flushdb();
     }
 
@@ -261,7 +314,9 @@ async function main() {
         scale[n]!.push(await scaling(n, scaleItems));
         await redis.flushdb();
       }
-      log(`scaling rep ${rep + 1}: ${[1, 2, 4].map((n) => `${n}: ${Math.round(scale[n]![rep]!)}/s`).join(', ')}`);
+      log(
+        `scaling rep ${rep + 1}: ${[1, 2, 4].map((n) => `${n}: ${Math.round(scale[n]![rep]!)}/s`).join(', ')}`,
+      );
     }
     const mem = await redisBytesPerTrade(toItems(workload(TRADES, 1000, 'uniform', 11, 'M')));
     log(`Redis: ${mem.bytesPerTrade} bytes per queued trade (body ${mem.bodyBytes} bytes)`);
@@ -281,18 +336,34 @@ async function main() {
       },
       e2e,
       latencyAtHalfLoad: lat,
-      peers: { plainBullmq: { perSecond: stats(bull), runs: bull.map(Math.round) }, groupmq: { perSecond: stats(group), runs: group.map(Math.round) } },
+      peers: {
+        plainBullmq: { perSecond: stats(bull), runs: bull.map(Math.round) },
+        groupmq: { perSecond: stats(group), runs: group.map(Math.round) },
+      },
       ratios: {
         uniformVsPlainBullmq: +(maxRate / bullMedian).toFixed(2),
         onePerPartitionVsPlainBullmq: +(e2e[scenarios[2]!.name]!.perSecond.median / bullMedian).toFixed(2),
       },
       scaling: {
-        setup: '40,000 trades over 1,000 partitions; queue-core workers, concurrency 1, batch 16, 5 ms simulated I/O per batch',
+        setup:
+          '40,000 trades over 1,000 partitions; queue-core workers, concurrency 1, batch 16, 5 ms simulated I/O per batch',
         perSecond: scaleMedian,
-        efficiency: { 2: +(scaleMedian[2]! / (2 * scaleMedian[1]!)).toFixed(2), 4: +(scaleMedian[4]! / (4 * scaleMedian[1]!)).toFixed(2) },
+        efficiency: {
+          2: +(scaleMedian[2]! / (2 * scaleMedian[1]!)).toFixed(2),
+          4: +(scaleMedian[4]! / (4 * scaleMedian[1]!)).toFixed(2),
+        },
       },
-      memory: { redisBytesPerQueuedTrade: mem.bytesPerTrade, tradeBodyBytes: mem.bodyBytes, workerRssMaxMb: Math.max(...Object.values(e2e).map((x) => x.workerRssMaxMb)) },
-      machine: { cpus: cpus().length, cpu: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
+      memory: {
+        redisBytesPerQueuedTrade: mem.bytesPerTrade,
+        tradeBodyBytes: mem.bodyBytes,
+        workerRssMaxMb: Math.max(...Object.values(e2e).map((x) => x.workerRssMaxMb)),
+      },
+      machine: {
+        cpus: cpus().length,
+        cpu: cpus()[0]?.model,
+        memGiB: Math.round(totalmem() / 2 ** 30),
+        node: process.version,
+      },
       versions: {
         bullmq: require('bullmq/package.json').version,
         groupmq: require('groupmq/package.json').version,
@@ -303,7 +374,8 @@ async function main() {
     const dir = join(__dirname, 'results');
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, 'e2e.json'), JSON.stringify(result, null, 2) + '\n');
-    const row = (name: string, s: { min: number; median: number; max: number }, runs: number[]) => `| ${name} | ${s.min} | ${s.median} | ${s.max} | ${runs.join(', ')} |`;
+    const row = (name: string, s: { min: number; median: number; max: number }, runs: number[]) =>
+      `| ${name} | ${s.min} | ${s.median} | ${s.max} | ${runs.join(', ')} |`;
     const md = [
       `# End-to-end benchmark (${result.date.slice(0, 10)})`,
       '',
@@ -315,8 +387,16 @@ async function main() {
       '',
       '| peers, no-op processor, same trades (1,000 partitions) | min | median | max | runs |',
       '| --- | ---: | ---: | ---: | --- |',
-      row('plain BullMQ (one queue, concurrency 50, no ordering)', result.peers.plainBullmq.perSecond, result.peers.plainBullmq.runs),
-      row('GroupMQ (per-group FIFO, concurrency 50)', result.peers.groupmq.perSecond, result.peers.groupmq.runs),
+      row(
+        'plain BullMQ (one queue, concurrency 50, no ordering)',
+        result.peers.plainBullmq.perSecond,
+        result.peers.plainBullmq.runs,
+      ),
+      row(
+        'GroupMQ (per-group FIFO, concurrency 50)',
+        result.peers.groupmq.perSecond,
+        result.peers.groupmq.runs,
+      ),
       '',
       `Ratios (medians): end to end uniform / plain BullMQ no-op = **${result.ratios.uniformVsPlainBullmq}x** (target 2x); one trade per partition / plain BullMQ = **${result.ratios.onePerPartitionVsPlainBullmq}x** (target 0.5x).`,
       '',

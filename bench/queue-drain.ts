@@ -30,7 +30,12 @@ function trades(): EnqueueItem[] {
   for (let i = 0; i < TRADES; i++) {
     const p = i % PARTITIONS;
     const tradeId = `T${i}`;
-    out.push({ partitionKey: `A${p}_B_S${p}`, tradeId, payloadHash: 'h', body: JSON.stringify({ tradeId, p }) });
+    out.push({
+      partitionKey: `A${p}_B_S${p}`,
+      tradeId,
+      payloadHash: 'h',
+      body: JSON.stringify({ tradeId, p }),
+    });
   }
   return out;
 }
@@ -79,25 +84,44 @@ async function main() {
       results.bullmq.push(await runBullmq(redis, rep));
       await redis.flushall();
       results.tradefleet.push(await runTradefleet(redis, rep));
-      console.log(`rep ${rep + 1}: tradefleet ${results.tradefleet[rep]!.toFixed(0)}/s, bullmq ${results.bullmq[rep]!.toFixed(0)}/s`);
+      console.log(
+        `rep ${rep + 1}: tradefleet ${results.tradefleet[rep]!.toFixed(0)}/s, bullmq ${results.bullmq[rep]!.toFixed(0)}/s`,
+      );
     }
   } finally {
     await redis.quit();
     await server.stop();
   }
-  const name = PARTITIONS === 1000 && TRADES === 20000 ? 'queue-drain' : `queue-drain-${TRADES}x${PARTITIONS}`;
+  const name =
+    PARTITIONS === 1000 && TRADES === 20000 ? 'queue-drain' : `queue-drain-${TRADES}x${PARTITIONS}`;
   const summary = {
     benchmark: 'queue-drain',
     date: new Date().toISOString(),
     trades: TRADES,
     partitions: PARTITIONS,
     repetitions: REPS,
-    tradefleet: { concurrency: CONCURRENCY, batchSize: BATCH, budget: BUDGET, perSecond: results.tradefleet.map(Math.round) },
+    tradefleet: {
+      concurrency: CONCURRENCY,
+      batchSize: BATCH,
+      budget: BUDGET,
+      perSecond: results.tradefleet.map(Math.round),
+    },
     bullmq: { concurrency: 50, perSecond: results.bullmq.map(Math.round) },
-    min: { tradefleet: Math.round(Math.min(...results.tradefleet)), bullmq: Math.round(Math.min(...results.bullmq)) },
-    median: { tradefleet: Math.round(median(results.tradefleet)), bullmq: Math.round(median(results.bullmq)) },
+    min: {
+      tradefleet: Math.round(Math.min(...results.tradefleet)),
+      bullmq: Math.round(Math.min(...results.bullmq)),
+    },
+    median: {
+      tradefleet: Math.round(median(results.tradefleet)),
+      bullmq: Math.round(median(results.bullmq)),
+    },
     ratioOfMedians: +(median(results.tradefleet) / median(results.bullmq)).toFixed(2),
-    machine: { cpus: cpus().length, cpu: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
+    machine: {
+      cpus: cpus().length,
+      cpu: cpus()[0]?.model,
+      memGiB: Math.round(totalmem() / 2 ** 30),
+      node: process.version,
+    },
     versions: {
       bullmq: require('bullmq/package.json').version,
       ioredis: require('ioredis/package.json').version,

@@ -353,7 +353,8 @@ export function referenceProblems(
       for (const e of (c.env as Json[] | undefined) ?? []) {
         const s = get(e, 'valueFrom.secretKeyRef.name');
         const optional = get(e, 'valueFrom.secretKeyRef.optional') === true;
-        if (s !== undefined && !optional && !secrets.has(s)) p.push(`${where}: Secret ${String(s)} does not exist`);
+        if (s !== undefined && !optional && !secrets.has(s))
+          p.push(`${where}: Secret ${String(s)} does not exist`);
         const cm = get(e, 'valueFrom.configMapKeyRef.name');
         if (cm !== undefined && !configMaps.has(cm))
           p.push(`${where}: ConfigMap ${String(cm)} does not exist`);

@@ -8,6 +8,7 @@ function copyDir(rel, ext) {
   const to = path.join(root, 'dist', rel);
   if (!fs.existsSync(from)) return;
   fs.mkdirSync(to, { recursive: true });
-  for (const f of fs.readdirSync(from)) if (f.endsWith(ext)) fs.copyFileSync(path.join(from, f), path.join(to, f));
+  for (const f of fs.readdirSync(from))
+    if (f.endsWith(ext)) fs.copyFileSync(path.join(from, f), path.join(to, f));
 }
 copyDir('queue/lua', '.lua');

@@ -12,10 +12,16 @@ export interface PeerTrade {
 }
 
 /** Plain BullMQ: one queue, concurrency 50, no ordering. Returns trades/s of the drain. */
-export async function drainPlainBullmq(redis: IORedis, name: string, trades: readonly PeerTrade[]): Promise<number> {
+export async function drainPlainBullmq(
+  redis: IORedis,
+  name: string,
+  trades: readonly PeerTrade[],
+): Promise<number> {
   const queue = new Queue(name, { connection: redis });
   for (let i = 0; i < trades.length; i += 1000) {
-    await queue.addBulk(trades.slice(i, i + 1000).map((t) => ({ name: 'trade', data: t, opts: { removeOnComplete: true } })));
+    await queue.addBulk(
+      trades.slice(i, i + 1000).map((t) => ({ name: 'trade', data: t, opts: { removeOnComplete: true } })),
+    );
   }
   let completed = 0;
   let resolveDone!: () => void;
@@ -33,14 +39,22 @@ export async function drainPlainBullmq(redis: IORedis, name: string, trades: rea
 }
 
 /** GroupMQ: per-group FIFO (group = partition), concurrency 50. Returns trades/s of the drain. */
-export async function drainGroupmq(redis: IORedis, namespace: string, trades: readonly PeerTrade[]): Promise<number> {
+export async function drainGroupmq(
+  redis: IORedis,
+  namespace: string,
+  trades: readonly PeerTrade[],
+): Promise<number> {
   const { Queue: GQueue, Worker: GWorker } = require('groupmq') as typeof import('groupmq');
   // GroupMQ closes the connection it is given: give it its own.
   const own = redis.duplicate();
   const queue = new GQueue({ redis: own, namespace, keepCompleted: 0, logger: false });
   const base = Date.now();
   for (let i = 0; i < trades.length; i += 500) {
-    await Promise.all(trades.slice(i, i + 500).map((t, j) => queue.add({ groupId: t.partitionKey, data: t, orderMs: base + i + j })));
+    await Promise.all(
+      trades
+        .slice(i, i + 500)
+        .map((t, j) => queue.add({ groupId: t.partitionKey, data: t, orderMs: base + i + j })),
+    );
   }
   let completed = 0;
   let resolveDone!: () => void;

@@ -5,7 +5,13 @@
  */
 export type Distribution = 'uniform' | 'zipf' | 'unique';
 
-export function workload(count: number, partitions: number, distribution: Distribution, seed = 1, idPrefix = 'B'): Record<string, string>[] {
+export function workload(
+  count: number,
+  partitions: number,
+  distribution: Distribution,
+  seed = 1,
+  idPrefix = 'B',
+): Record<string, string>[] {
   let s = seed;
   const rand = () => {
     s = (s * 1103515245 + 12345) & 0x7fffffff;

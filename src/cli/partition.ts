@@ -19,7 +19,12 @@ const USAGE = `Usage: tradefleet partition <action> PARTITION_KEY [options]
 export async function partition(argv: string[]): Promise<number> {
   const { values, positionals } = parse(
     argv,
-    { count: { type: 'string' }, reason: { type: 'string' }, seq: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    {
+      count: { type: 'string' },
+      reason: { type: 'string' },
+      seq: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
     USAGE,
   );
   if (values.help) {
@@ -43,11 +48,20 @@ export async function partition(argv: string[]): Promise<number> {
           admin.listHalted(),
         ]);
         const h = halted.find((x) => x.partitionKey === pk);
-        console.log(JSON.stringify({ partitionKey: pk, halted: h?.reason ?? null, position: position ?? null, head }, null, 2));
+        console.log(
+          JSON.stringify(
+            { partitionKey: pk, halted: h?.reason ?? null, position: position ?? null, head },
+            null,
+            2,
+          ),
+        );
         return 0;
       }
       case 'halt': {
-        const changed = await admin.halt(pk, { code: 'operator', message: values.reason ?? 'halted by an operator' });
+        const changed = await admin.halt(pk, {
+          code: 'operator',
+          message: values.reason ?? 'halted by an operator',
+        });
         console.log(changed ? `halted ${pk}` : `${pk} was already halted`);
         return 0;
       }
@@ -58,10 +72,13 @@ export async function partition(argv: string[]): Promise<number> {
       }
       case 'skip-head': {
         const seq = intOption('seq', values.seq, 0, 1, Number.MAX_SAFE_INTEGER);
-        if (!values.seq) throw new UsageError(`skip-head needs --seq N (the seq "show" gives for the head)\n\n${USAGE}`);
+        if (!values.seq)
+          throw new UsageError(`skip-head needs --seq N (the seq "show" gives for the head)\n\n${USAGE}`);
         const [head] = await readHead(redis, keys, pk, 1);
         if (!head || head.seq !== seq) {
-          throw new UsageError(`the head of ${pk} is ${head ? `seq ${head.seq}` : 'empty'}, not seq ${seq}; run "tradefleet partition show ${pk}"`);
+          throw new UsageError(
+            `the head of ${pk} is ${head ? `seq ${head.seq}` : 'empty'}, not seq ${seq}; run "tradefleet partition show ${pk}"`,
+          );
         }
         if (!(await admin.listHalted()).some((x) => x.partitionKey === pk)) {
           throw new UsageError(`${pk} is not halted; halt it first ("tradefleet partition halt ${pk}")`);
@@ -75,7 +92,9 @@ export async function partition(argv: string[]): Promise<number> {
           reason: values.reason ?? 'skipped by an operator',
         });
         await admin.skipHead(pk, seq);
-        console.log(`${r === 'skipped' ? 'dead-lettered and removed' : 'removed (already recorded)'} ${head.tradeId} (seq ${seq}) from ${pk}; resume it to go on`);
+        console.log(
+          `${r === 'skipped' ? 'dead-lettered and removed' : 'removed (already recorded)'} ${head.tradeId} (seq ${seq}) from ${pk}; resume it to go on`,
+        );
         return 0;
       }
       default:

@@ -83,7 +83,8 @@ export const configSchema = {
     min: 1,
     max: 31_536_000,
     default: 86400,
-    description: 'How long an applied tradeId is remembered in Redis to detect duplicate enqueues (producer and worker must agree); PostgreSQL still refuses a duplicate effect after that.',
+    description:
+      'How long an applied tradeId is remembered in Redis to detect duplicate enqueues (producer and worker must agree); PostgreSQL still refuses a duplicate effect after that.',
   }),
   MAX_BACKLOG: int({
     min: 0,
@@ -109,7 +110,7 @@ export const configSchema = {
     max: 65535,
     default: 9464,
     description:
-      'TCP port of the worker\'s Prometheus endpoint (GET /metrics, on all interfaces); 0 turns it off. The producer serves /metrics on PORT.',
+      "TCP port of the worker's Prometheus endpoint (GET /metrics, on all interfaces); 0 turns it off. The producer serves /metrics on PORT.",
   }),
   TRACING_ENABLED: boolean({
     default: false,
@@ -132,7 +133,8 @@ export const configSchema = {
   }),
   DASHBOARD_READ_ONLY: boolean({
     default: false,
-    description: 'Dashboard without operator actions: resume, skip-head, replay and bull-board changes answer 403.',
+    description:
+      'Dashboard without operator actions: resume, skip-head, replay and bull-board changes answer 403.',
   }),
   SHUTDOWN_TIMEOUT_MS: durationMs({
     min: 0,

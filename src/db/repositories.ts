@@ -544,7 +544,10 @@ export interface DeadLetterQuery {
 }
 
 /** The newest dead letters first, each with its latest replay. */
-export async function listDeadLetters(db: Executor, q: DeadLetterQuery = {}): Promise<DeadLetterWithReplay[]> {
+export async function listDeadLetters(
+  db: Executor,
+  q: DeadLetterQuery = {},
+): Promise<DeadLetterWithReplay[]> {
   let query = db.selectFrom('dead_letters').selectAll();
   if (q.partitionKey !== undefined) query = query.where('partition_key', '=', q.partitionKey);
   if (q.tradeId !== undefined) query = query.where('trade_id', '=', q.tradeId);
@@ -585,7 +588,8 @@ function toReplayRecord(r: {
     id: String(r.id),
     requestedBy: r.requested_by,
     requestedAt: r.requested_at,
-    enqueuedSeq: r.enqueued_seq === null ? null : toSafeNumber(r.enqueued_seq, 'dead_letter_replays.enqueued_seq'),
+    enqueuedSeq:
+      r.enqueued_seq === null ? null : toSafeNumber(r.enqueued_seq, 'dead_letter_replays.enqueued_seq'),
   };
 }
 
@@ -649,7 +653,11 @@ export async function recordReplayRequest(
 }
 
 /** Stores the seq a replay got at the tail of its partition. */
-export async function recordReplayEnqueued(db: Executor, replayId: string, enqueuedSeq: number): Promise<void> {
+export async function recordReplayEnqueued(
+  db: Executor,
+  replayId: string,
+  enqueuedSeq: number,
+): Promise<void> {
   await db
     .updateTable('dead_letter_replays')
     .set({ enqueued_seq: String(toSafeNumber(enqueuedSeq, 'enqueuedSeq')) })

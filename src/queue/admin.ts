@@ -17,7 +17,12 @@ export interface HaltReason {
 /** What {@link PartitionAdmin.forgetTrade} found. */
 export type ForgetResult = 'forgotten' | 'absent' | 'queued' | 'other-delivery';
 
-const FORGET: Record<number, ForgetResult> = { 1: 'forgotten', 0: 'absent', [-1]: 'queued', [-2]: 'other-delivery' };
+const FORGET: Record<number, ForgetResult> = {
+  1: 'forgotten',
+  0: 'absent',
+  [-1]: 'queued',
+  [-2]: 'other-delivery',
+};
 
 /** Operator actions on partitions: halt, resume, skip the head, forget a dead-lettered trade. */
 export class PartitionAdmin {
@@ -40,7 +45,16 @@ export class PartitionAdmin {
   /** Halts a partition; a worker draining it stops at its next batch boundary. */
   async halt(partitionKey: string, reason: HaltReason): Promise<boolean> {
     const k = this.keys;
-    const r = await this.redis.tfHalt(k.base, k.epochs, k.halted, k.pending, '', partitionKey, '', JSON.stringify({ at: Date.now(), by: 'operator', ...reason }));
+    const r = await this.redis.tfHalt(
+      k.base,
+      k.epochs,
+      k.halted,
+      k.pending,
+      '',
+      partitionKey,
+      '',
+      JSON.stringify({ at: Date.now(), by: 'operator', ...reason }),
+    );
     return r === 1;
   }
 
@@ -58,9 +72,21 @@ export class PartitionAdmin {
    */
   async skipHead(partitionKey: string, expectedSeq: number): Promise<QueuedItem> {
     const k = this.keys;
-    const r = await this.redis.tfSkipHead(k.halted, k.list(partitionKey), k.backlog, partitionKey, expectedSeq, k.base + ':', this.dedupWindowSeconds);
-    if (r === -1) throw new Error(`partition ${partitionKey} is not halted; halt it before skipping its head`);
-    if (r === -2) throw new Error(`the head of partition ${partitionKey} is not seq ${expectedSeq} any more; reload and retry`);
+    const r = await this.redis.tfSkipHead(
+      k.halted,
+      k.list(partitionKey),
+      k.backlog,
+      partitionKey,
+      expectedSeq,
+      k.base + ':',
+      this.dedupWindowSeconds,
+    );
+    if (r === -1)
+      throw new Error(`partition ${partitionKey} is not halted; halt it before skipping its head`);
+    if (r === -2)
+      throw new Error(
+        `the head of partition ${partitionKey} is not seq ${expectedSeq} any more; reload and retry`,
+      );
     return decodeEntry(String(r));
   }
 
@@ -80,7 +106,10 @@ export class PartitionAdmin {
 
   async listHalted(): Promise<{ partitionKey: string; reason: HaltReason }[]> {
     const all = await this.redis.hgetall(this.keys.halted);
-    return Object.entries(all).map(([partitionKey, reason]) => ({ partitionKey, reason: JSON.parse(reason) as HaltReason }));
+    return Object.entries(all).map(([partitionKey, reason]) => ({
+      partitionKey,
+      reason: JSON.parse(reason) as HaltReason,
+    }));
   }
 
   close(): Promise<void> {

@@ -29,7 +29,9 @@ export const TRACEPARENT_PATTERN = /^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
  * prefixed by `~<traceparent>|` when there is a valid trace context.
  */
 export function encodeBody(body: string, traceparent?: string): string {
-  return traceparent !== undefined && TRACEPARENT_PATTERN.test(traceparent) ? `~${traceparent}|${body}` : body;
+  return traceparent !== undefined && TRACEPARENT_PATTERN.test(traceparent)
+    ? `~${traceparent}|${body}`
+    : body;
 }
 
 export function decodeEntry(entry: string): QueuedItem {
@@ -60,5 +62,9 @@ export function decodeEntry(entry: string): QueuedItem {
 export function decodeTradeIndex(value: string): { payloadHash: string; seq: number; partitionKey: string } {
   const a = value.indexOf('|');
   const b = value.indexOf('|', a + 1);
-  return { payloadHash: value.slice(0, a), seq: Number(value.slice(a + 1, b)), partitionKey: value.slice(b + 1) };
+  return {
+    payloadHash: value.slice(0, a),
+    seq: Number(value.slice(a + 1, b)),
+    partitionKey: value.slice(b + 1),
+  };
 }

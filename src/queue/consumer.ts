@@ -28,9 +28,7 @@ export interface Batch {
  * them before halting. Without `seq`, nothing of the batch is acked.
  */
 export class HaltPartitionError extends Error {
-  constructor(
-    readonly reason: { code: string; message: string; tradeId?: string; seq?: number },
-  ) {
+  constructor(readonly reason: { code: string; message: string; tradeId?: string; seq?: number }) {
     super(`halt partition: ${reason.code}: ${reason.message}`);
     this.name = 'HaltPartitionError';
   }
@@ -81,7 +79,12 @@ export interface PartitionConsumerOptions {
 }
 
 /** Capped exponential backoff with +-20% jitter, so that failing partitions do not retry in lockstep. */
-export function cappedBackoff(attemptsMade: number, baseMs: number, maxMs: number, rand = Math.random): number {
+export function cappedBackoff(
+  attemptsMade: number,
+  baseMs: number,
+  maxMs: number,
+  rand = Math.random,
+): number {
   const exp = Math.min(maxMs, baseMs * 2 ** Math.max(0, Math.min(attemptsMade - 1, 30)));
   return Math.round(exp * (0.8 + 0.4 * rand()));
 }
@@ -99,7 +102,8 @@ export class PartitionConsumer {
   readonly worker: Worker;
   private readonly redis: ScriptedRedis;
   private readonly tokens: TokenQueue;
-  private readonly opts: Required<Omit<PartitionConsumerOptions, 'onEvent'>> & Pick<PartitionConsumerOptions, 'onEvent'>;
+  private readonly opts: Required<Omit<PartitionConsumerOptions, 'onEvent'>> &
+    Pick<PartitionConsumerOptions, 'onEvent'>;
   private closing?: Promise<void>;
   private stopping = false;
   private active = 0;
@@ -168,7 +172,15 @@ export class PartitionConsumer {
     const lockKey = k.jobLock(job.id!);
     const listKey = k.list(pk);
     const { batchSize, budget } = this.opts;
-    const first = await this.redis.tfAcquire(lockKey, k.epochs, k.halted, listKey, token ?? '', pk, batchSize);
+    const first = await this.redis.tfAcquire(
+      lockKey,
+      k.epochs,
+      k.halted,
+      listKey,
+      token ?? '',
+      pk,
+      batchSize,
+    );
     if (first[0] === -1) throw this.leaseLost(pk, 'lock');
     if (first[0] === -2) return 'halted';
     const epoch = Number(first[0]);
@@ -187,13 +199,43 @@ export class PartitionConsumer {
           const prefix = err.reason.seq === undefined ? [] : items.filter((i) => i.seq < err.reason.seq!);
           if (prefix.length > 0) {
             const a = await this.redis.tfAck(
-              listKey, lockKey, k.epochs, k.backlog, k.pending, k.halted,
-              token ?? '', pk, epoch, prefix.length, prefix[0]!.seq, prefix[prefix.length - 1]!.seq, k.base + ':', this.opts.dedupWindowSeconds, 0,
+              listKey,
+              lockKey,
+              k.epochs,
+              k.backlog,
+              k.pending,
+              k.halted,
+              token ?? '',
+              pk,
+              epoch,
+              prefix.length,
+              prefix[0]!.seq,
+              prefix[prefix.length - 1]!.seq,
+              k.base + ':',
+              this.opts.dedupWindowSeconds,
+              0,
             );
-            if (a[0] === -1 || a[0] === -2 || a[0] === -3) throw this.leaseLost(pk, a[0] === -1 ? 'lock' : a[0] === -2 ? 'epoch' : 'head');
-            this.opts.onEvent?.({ type: 'acked', partitionKey: pk, epoch, count: prefix.length, firstSeq: prefix[0]!.seq, lastSeq: prefix[prefix.length - 1]!.seq });
+            if (a[0] === -1 || a[0] === -2 || a[0] === -3)
+              throw this.leaseLost(pk, a[0] === -1 ? 'lock' : a[0] === -2 ? 'epoch' : 'head');
+            this.opts.onEvent?.({
+              type: 'acked',
+              partitionKey: pk,
+              epoch,
+              count: prefix.length,
+              firstSeq: prefix[0]!.seq,
+              lastSeq: prefix[prefix.length - 1]!.seq,
+            });
           }
-          const r = await this.redis.tfHalt(lockKey, k.epochs, k.halted, k.pending, token ?? '', pk, epoch, JSON.stringify(err.reason));
+          const r = await this.redis.tfHalt(
+            lockKey,
+            k.epochs,
+            k.halted,
+            k.pending,
+            token ?? '',
+            pk,
+            epoch,
+            JSON.stringify(err.reason),
+          );
           if (r < 0) throw this.leaseLost(pk, r === -1 ? 'lock' : 'epoch');
           this.opts.onEvent?.({ type: 'halted', partitionKey: pk, reason: err.reason });
           return 'halted';
@@ -205,8 +247,21 @@ export class PartitionConsumer {
       const firstSeq = items[0]!.seq;
       const lastSeq = items[items.length - 1]!.seq;
       const r = await this.redis.tfAck(
-        listKey, lockKey, k.epochs, k.backlog, k.pending, k.halted,
-        token ?? '', pk, epoch, items.length, firstSeq, lastSeq, k.base + ':', this.opts.dedupWindowSeconds, next,
+        listKey,
+        lockKey,
+        k.epochs,
+        k.backlog,
+        k.pending,
+        k.halted,
+        token ?? '',
+        pk,
+        epoch,
+        items.length,
+        firstSeq,
+        lastSeq,
+        k.base + ':',
+        this.opts.dedupWindowSeconds,
+        next,
       );
       if (r[0] === -1 || r[0] === -2 || r[0] === -3) {
         throw this.leaseLost(pk, r[0] === -1 ? 'lock' : r[0] === -2 ? 'epoch' : 'head');

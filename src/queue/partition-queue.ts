@@ -79,7 +79,8 @@ export class PartitionQueue {
     if (items.length === 0) return [];
     const k = this.keys;
     const args: (string | number)[] = [k.seqs, k.backlog, k.pending, k.halted, k.base + ':', this.maxBacklog];
-    for (const it of items) args.push(it.partitionKey, it.tradeId, it.payloadHash, encodeBody(it.body, it.traceparent));
+    for (const it of items)
+      args.push(it.partitionKey, it.tradeId, it.payloadHash, encodeBody(it.body, it.traceparent));
     const raw = await this.redis.tfEnqueue(...args);
     if (raw[0] === -1) throw new BacklogFullError(Number(raw[1]), this.maxBacklog);
     const results: EnqueueResult[] = [];

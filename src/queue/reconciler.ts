@@ -50,7 +50,12 @@ export class Reconciler {
       cursor = next;
       const pks = flat.filter((_, i) => i % 2 === 0);
       if (pks.length === 0) continue;
-      const unarmed = (await this.redis.tfUnarmed(this.keys.pending, this.keys.dedupPrefix, this.keys.jobPrefix, ...pks)) as string[];
+      const unarmed = (await this.redis.tfUnarmed(
+        this.keys.pending,
+        this.keys.dedupPrefix,
+        this.keys.jobPrefix,
+        ...pks,
+      )) as string[];
       if (unarmed.length > 0) {
         await this.tokens.arm(unarmed);
         armed.push(...unarmed);

@@ -40,7 +40,12 @@ export async function readSignals(redis: Redis, keys: QueueKeys): Promise<QueueS
 }
 
 /** The first `count` unapplied trades of a partition, head first. */
-export async function readHead(redis: Redis, keys: QueueKeys, partitionKey: string, count = 10): Promise<QueuedItem[]> {
+export async function readHead(
+  redis: Redis,
+  keys: QueueKeys,
+  partitionKey: string,
+  count = 10,
+): Promise<QueuedItem[]> {
   const entries = await redis.lrange(keys.list(partitionKey), 0, count - 1);
   return entries.map(decodeEntry);
 }
@@ -63,7 +68,10 @@ export async function locateTrade(
   keys: QueueKeys,
   tradeId: string,
 ): Promise<{ state: 'queued' | 'done'; seq: number; partitionKey: string; payloadHash: string } | null> {
-  const [queued, done] = await Promise.all([redis.hget(keys.backlog, tradeId), redis.get(keys.done(tradeId))]);
+  const [queued, done] = await Promise.all([
+    redis.hget(keys.backlog, tradeId),
+    redis.get(keys.done(tradeId)),
+  ]);
   if (queued) return { state: 'queued', ...decodeTradeIndex(queued) };
   if (done) return { state: 'done', ...decodeTradeIndex(done) };
   return null;
@@ -97,7 +105,11 @@ export async function hottestPartitions(
   for (const pk of list) p.llen(keys.list(pk));
   const lens = (await p.exec()) ?? [];
   const partitions = list
-    .map((partitionKey, i) => ({ partitionKey, queued: Number(lens[i]?.[1] ?? 0), halted: halted.has(partitionKey) }))
+    .map((partitionKey, i) => ({
+      partitionKey,
+      queued: Number(lens[i]?.[1] ?? 0),
+      halted: halted.has(partitionKey),
+    }))
     .filter((x) => x.queued > 0)
     .sort((a, b) => b.queued - a.queued || a.partitionKey.localeCompare(b.partitionKey))
     .slice(0, count);

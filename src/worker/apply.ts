@@ -75,11 +75,7 @@ export const APPLY_REJECTION_CODES: readonly ApplyRejectionCode[] = [
  *   never saw (Redis restarted its seq counters): skipping it would lose it
  * - `invalid_partition_key`: the batch's key is not one partitionKey() builds
  */
-export const APPLY_HALT_CODES = [
-  'seq_gap',
-  'seq_regression',
-  'invalid_partition_key',
-] as const;
+export const APPLY_HALT_CODES = ['seq_gap', 'seq_regression', 'invalid_partition_key'] as const;
 export type ApplyHaltCode = (typeof APPLY_HALT_CODES)[number];
 
 /**

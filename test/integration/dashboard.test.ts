@@ -405,7 +405,9 @@ describe('operator flows with a worker (halt policy)', () => {
     expect((again.body as { message: string }).message).toMatch(/already applied \(seq 4/);
 
     const deadLetters = await page(d, '/dashboard/dead-letters', cookie);
-    expect(visible(deadLetters)).toMatch(new RegExp(`replayed by ${USER} at \\S+ as seq 4 → applied \\(seq 4\\)`));
+    expect(visible(deadLetters)).toMatch(
+      new RegExp(`replayed by ${USER} at \\S+ as seq 4 → applied \\(seq 4\\)`),
+    );
 
     // Search by tradeId and by partition key.
     const found = await page(d, `/dashboard/search?q=${encodeURIComponent(String(amend.tradeId))}`, cookie);

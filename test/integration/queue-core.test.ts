@@ -47,7 +47,11 @@ function queue(namespace: string, extra: Partial<ConstructorParameters<typeof Pa
   return q;
 }
 
-function consumer(namespace: string, handler: (b: Batch) => Promise<void>, extra: Partial<ConstructorParameters<typeof PartitionConsumer>[0]> = {}) {
+function consumer(
+  namespace: string,
+  handler: (b: Batch) => Promise<void>,
+  extra: Partial<ConstructorParameters<typeof PartitionConsumer>[0]> = {},
+) {
   const c = new PartitionConsumer({
     redis,
     connection: redis,
@@ -120,7 +124,12 @@ test('retry-keeps-order: a trade that fails twice then succeeds is processed bef
     },
     { batchSize: 1, retry: { baseMs: 300, maxMs: 300 } },
   );
-  await q.enqueue([item('A', 'A1'), item('A', 'A2'), item('A', 'A3'), ...['B1', 'B2', 'B3'].map((t) => item('B', t))]);
+  await q.enqueue([
+    item('A', 'A1'),
+    item('A', 'A2'),
+    item('A', 'A3'),
+    ...['B1', 'B2', 'B3'].map((t) => item('B', t)),
+  ]);
   await waitFor('drain', async () => (await readSignals(redis, q.keys)).backlog === 0, 10000);
   expect(failures).toBe(2);
   expect(applied.filter((t) => t.startsWith('A'))).toEqual(['A1', 'A2', 'A3']);
@@ -148,7 +157,11 @@ test('head-of-line: a partition whose head keeps failing delays no other partiti
   for (let p = 0; p < 20; p++) for (let i = 0; i < 10; i++) list.push(item(`p${p}`, `p${p}-${i}`));
   const started = Date.now();
   await q.enqueue(list);
-  await waitFor('the healthy partitions to drain', async () => (await readSignals(redis, q.keys)).backlog === 2, 10000);
+  await waitFor(
+    'the healthy partitions to drain',
+    async () => (await readSignals(redis, q.keys)).backlog === 2,
+    10000,
+  );
   const elapsed = Date.now() - started;
   expect([...applied.values()].reduce((a, b) => a + b, 0)).toBe(200);
   expect(attempts).toBeGreaterThanOrEqual(1);
@@ -221,7 +234,12 @@ test('halt policy and operator actions: a halted partition keeps its trades, ask
       const bad = b.items.find((i) => i.tradeId === 'H2');
       if (bad && haltOnce) {
         haltOnce = false;
-        throw new HaltPartitionError({ code: 'unknown_ref', message: 'AMEND of an unknown trade', tradeId: bad.tradeId, seq: bad.seq });
+        throw new HaltPartitionError({
+          code: 'unknown_ref',
+          message: 'AMEND of an unknown trade',
+          tradeId: bad.tradeId,
+          seq: bad.seq,
+        });
       }
       applied.push(...b.items.map((i) => i.tradeId));
     },
@@ -267,7 +285,12 @@ test('scripts survive SCRIPT FLUSH (as after a Redis restart)', async () => {
   expect(await q.enqueue([item('P', 'B')])).toEqual([{ status: 'queued', seq: 2 }]);
   const p = redis.pipeline();
   await redis.script('FLUSH');
-  (p as unknown as ReturnType<typeof withScripts>).tfResume(q.keys.halted, q.keys.pending, q.keys.list('P'), 'P');
+  (p as unknown as ReturnType<typeof withScripts>).tfResume(
+    q.keys.halted,
+    q.keys.pending,
+    q.keys.list('P'),
+    'P',
+  );
   const res = await p.exec();
   expect(res![0]![0]).toBeNull();
 });
@@ -313,7 +336,13 @@ test('signals: pending partitions, backlog and oldest age equal the truth after 
     const pendingTruth = live.filter(([pk]) => !halted.has(pk));
     const heads = await Promise.all(pendingTruth.map(([pk]) => readHead(redis, keys, pk, 1)));
     const oldest = heads.length ? Math.min(...heads.map((h) => h[0]!.enqueuedAt)) : null;
-    expect({ step, backlog: s.backlog, pending: s.pendingPartitions, halted: s.haltedPartitions, oldest: s.oldestEnqueuedAt }).toEqual({
+    expect({
+      step,
+      backlog: s.backlog,
+      pending: s.pendingPartitions,
+      halted: s.haltedPartitions,
+      oldest: s.oldestEnqueuedAt,
+    }).toEqual({
       step,
       backlog: live.reduce((a, [, n]) => a + n, 0),
       pending: pendingTruth.length,
@@ -333,7 +362,8 @@ test('signals: pending partitions, backlog and oldest age equal the truth after 
       if (rand(4) === 0) batch.push({ ...batch[0]! }); // a duplicate
       const res = await q.enqueue(batch);
       res.forEach((r, i) => {
-        if (r.status === 'queued') queued.set(batch[i]!.partitionKey, (queued.get(batch[i]!.partitionKey) ?? 0) + 1);
+        if (r.status === 'queued')
+          queued.set(batch[i]!.partitionKey, (queued.get(batch[i]!.partitionKey) ?? 0) + 1);
       });
     } else if (action < 7) {
       await c!.worker.resume();
@@ -389,7 +419,11 @@ test('redis-restart: queued trades survive a Redis restart (AOF), scripts are re
     // The same connections reconnect; EVALSHA meets NOSCRIPT and falls back to EVAL.
     expect(await q.enqueue([item('A', 'A4')])).toEqual([{ status: 'queued', seq: 4 }]);
     void c.run();
-    await waitFor('drain after the restart', async () => (await readSignals(own, q.keys)).backlog === 0, 15000);
+    await waitFor(
+      'drain after the restart',
+      async () => (await readSignals(own, q.keys)).backlog === 0,
+      15000,
+    );
     expect(applied).toEqual(['A1', 'A2', 'A3', 'A4']);
     await c.close();
     await q.close();
@@ -408,7 +442,13 @@ test('halt with a committed prefix: the trades before the halting one are acked,
     ns,
     async (b) => {
       const bad = b.items.find((i) => i.tradeId === 'P3');
-      if (bad) throw new HaltPartitionError({ code: 'unknown_ref', message: 'bad ref', tradeId: bad.tradeId, seq: bad.seq });
+      if (bad)
+        throw new HaltPartitionError({
+          code: 'unknown_ref',
+          message: 'bad ref',
+          tradeId: bad.tradeId,
+          seq: bad.seq,
+        });
     },
     { batchSize: 4 },
   );
@@ -418,5 +458,9 @@ test('halt with a committed prefix: the trades before the halting one are acked,
     [3, 'P3'],
     [4, 'P4'],
   ]);
-  expect(await readSignals(redis, q.keys)).toMatchObject({ backlog: 2, pendingPartitions: 0, haltedPartitions: 1 });
+  expect(await readSignals(redis, q.keys)).toMatchObject({
+    backlog: 2,
+    pendingPartitions: 0,
+    haltedPartitions: 1,
+  });
 });

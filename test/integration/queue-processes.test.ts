@@ -26,7 +26,12 @@ afterAll(async () => {
   await redis.quit();
 });
 
-function items(partitions: number, perPartition: number, pk = (p: number) => `acct${p}_book_SEC${p}`, idPrefix = 'T'): EnqueueItem[] {
+function items(
+  partitions: number,
+  perPartition: number,
+  pk = (p: number) => `acct${p}_book_SEC${p}`,
+  idPrefix = 'T',
+): EnqueueItem[] {
   const out: EnqueueItem[] = [];
   for (let i = 0; i < perPartition; i++) {
     for (let p = 0; p < partitions; p++) {
@@ -61,7 +66,12 @@ async function enqueueAll(q: PartitionQueue, list: EnqueueItem[], chunk = 1000) 
 }
 
 async function drained(keys: QueueKeys, timeoutMs: number) {
-  await waitFor('the backlog to drain', async () => (await readSignals(redis, keys)).backlog === 0, timeoutMs, 100);
+  await waitFor(
+    'the backlog to drain',
+    async () => (await readSignals(redis, keys)).backlog === 0,
+    timeoutMs,
+    100,
+  );
 }
 
 const readyCount = (file: string) => readLog(file).filter((l) => l.ev === 'ready').length;
@@ -91,7 +101,13 @@ test('crash: a worker SIGKILLed mid-batch loses nothing; its partition resumes o
   const ns = testNamespace('crash');
   const logFile = join(dir, 'crash.log');
   const q = new PartitionQueue({ redis, namespace: ns });
-  const workers = startWorkers(2, ns, logFile, { SLOW_PK: 'hot', SLOW_MS: '600', CONCURRENCY: '4', BATCH_SIZE: '8', BUDGET: '32' });
+  const workers = startWorkers(2, ns, logFile, {
+    SLOW_PK: 'hot',
+    SLOW_MS: '600',
+    CONCURRENCY: '4',
+    BATCH_SIZE: '8',
+    BUDGET: '32',
+  });
   await waitFor('2 workers ready', () => readyCount(logFile) === 2, 30000);
   const list = [...items(1, 40, () => 'hot', 'H'), ...items(50, 20)];
   await enqueueAll(q, list);
@@ -124,7 +140,13 @@ test('zombie: a worker paused (SIGSTOP) past its lease and resumed cannot ack', 
   const ns = testNamespace('zombie');
   const logFile = join(dir, 'zombie.log');
   const q = new PartitionQueue({ redis, namespace: ns });
-  const workers = startWorkers(2, ns, logFile, { SLOW_PK: 'hot', SLOW_MS: '500', CONCURRENCY: '2', BATCH_SIZE: '4', BUDGET: '16' });
+  const workers = startWorkers(2, ns, logFile, {
+    SLOW_PK: 'hot',
+    SLOW_MS: '500',
+    CONCURRENCY: '2',
+    BATCH_SIZE: '4',
+    BUDGET: '16',
+  });
   await waitFor('2 workers ready', () => readyCount(logFile) === 2, 30000);
   const list = items(1, 12, () => 'hot');
   await enqueueAll(q, list);

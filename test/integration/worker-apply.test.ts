@@ -623,7 +623,10 @@ describe('duplicates past the dedup window', () => {
 
     // Yet another payload under the same id is dead-lettered too (dead letters are keyed by queue position).
     const third = makeTrade(ids, { type: 'NEW', id: 'W1', quantity: '12' });
-    expect(await applyBatch(db, batchOf(ids.pk, queued([third], 3)), dl)).toMatchObject({ deadLettered: 1, lastSeq: 3 });
+    expect(await applyBatch(db, batchOf(ids.pk, queued([third], 3)), dl)).toMatchObject({
+      deadLettered: 1,
+      lastSeq: 3,
+    });
     expect((await deadLetters(ids.pk)).map((l) => [l.trade_id, l.seq, l.reason_code])).toEqual([
       ['W1', '2', 'conflict'],
       ['W1', '3', 'conflict'],

@@ -140,7 +140,9 @@ describe.each(ENVIRONMENTS)('%s manifests', (env) => {
   it('every core object has a known kind/apiVersion, its required fields and valid names', () => {
     // KEDA's kinds are checked against their CRDs above; the Prometheus operator's in observability-metrics.test.ts.
     const core = objects[env].filter(
-      (o) => !String(o.apiVersion).startsWith('keda.sh/') && !String(o.apiVersion).startsWith('monitoring.coreos.com/'),
+      (o) =>
+        !String(o.apiVersion).startsWith('keda.sh/') &&
+        !String(o.apiVersion).startsWith('monitoring.coreos.com/'),
     );
     for (const o of core) expect(Object.keys(CORE_KINDS)).toContain(o.kind);
     expect(core.flatMap(coreObjectProblems)).toEqual([]);
@@ -361,13 +363,23 @@ describe.each(ENVIRONMENTS)('%s manifests', (env) => {
     expect(worker.policyTypes).toEqual(['Ingress', 'Egress']);
     expect(worker.ingress).toEqual([
       {
-        from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': config.monitoring.prometheusNamespace } } }],
+        from: [
+          {
+            namespaceSelector: {
+              matchLabels: { 'kubernetes.io/metadata.name': config.monitoring.prometheusNamespace },
+            },
+          },
+        ],
         ports: [{ protocol: 'TCP', port: config.monitoring.metricsPort }],
       },
     ]);
     const metricsPort = one(env, 'Deployment', 'tradefleet-worker').spec.template.spec.containers[0].ports;
-    expect(metricsPort).toEqual([{ name: 'metrics', containerPort: config.monitoring.metricsPort, protocol: 'TCP' }]);
-    expect(one(env, 'ConfigMap', 'tradefleet-config').data.METRICS_PORT).toBe(String(config.monitoring.metricsPort));
+    expect(metricsPort).toEqual([
+      { name: 'metrics', containerPort: config.monitoring.metricsPort, protocol: 'TCP' },
+    ]);
+    expect(one(env, 'ConfigMap', 'tradefleet-config').data.METRICS_PORT).toBe(
+      String(config.monitoring.metricsPort),
+    );
     const ports = worker.egress.map((r: Json) =>
       r.ports.map((p: Json) => `${p.protocol}/${p.port}`).join(','),
     );

@@ -296,7 +296,12 @@ describe('documentation', () => {
 
   test('describeConfig hides the dashboard password; a set password turns the dashboard on', () => {
     const c = loadProducerConfig({ DASHBOARD_PASSWORD: 'correct horse battery', DASHBOARD_READ_ONLY: 'yes' });
-    expect(c.dashboard).toEqual({ enabled: true, user: 'admin', password: 'correct horse battery', readOnly: true });
+    expect(c.dashboard).toEqual({
+      enabled: true,
+      user: 'admin',
+      password: 'correct horse battery',
+      readOnly: true,
+    });
     const shown = JSON.stringify(describeConfig(c));
     expect(shown).not.toContain('correct horse');
     expect(describeConfig(c).dashboard).toMatchObject({ password: '(hidden)', user: 'admin' });
@@ -309,7 +314,9 @@ describe('documentation', () => {
     } catch (e) {
       err = e;
     }
-    expect((err as Error).message).toMatch(/DASHBOARD_PASSWORD=\(value hidden\) must be 12 to 256 characters/);
+    expect((err as Error).message).toMatch(
+      /DASHBOARD_PASSWORD=\(value hidden\) must be 12 to 256 characters/,
+    );
     expect((err as Error).message).toMatch(/DASHBOARD_USER="a:b"/);
     expect((err as Error).message).not.toContain('hunter2');
     expect(() => loadWorkerConfig({ METRICS_PORT: '70000' })).toThrow(/METRICS_PORT="70000" is out of range/);
