@@ -299,3 +299,20 @@ export class PartitionConsumer {
     return this.closing;
   }
 }
+
+/**
+ * Raises a partition's lease epoch in Redis to `storedEpoch` (never past it),
+ * for a worker whose commit PostgreSQL fenced with a newer stored epoch than
+ * Redis now hands out: after Redis lost its epochs, every new lease would be
+ * fenced forever. Harmless in the ordinary zombie case (Redis is already at or
+ * beyond the stored epoch). Returns true when the counter moved.
+ */
+export async function raiseEpoch(
+  redis: Redis,
+  namespace: string,
+  partitionKey: string,
+  storedEpoch: number,
+): Promise<boolean> {
+  const keys = new QueueKeys(namespace);
+  return (await withScripts(redis).tfRaiseEpoch(keys.epochs, partitionKey, storedEpoch)) === 1;
+}

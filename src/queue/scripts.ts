@@ -41,6 +41,7 @@ export interface ScriptCommands {
   tfSkipHead(...args: (string | number)[]): Promise<number | string>;
   tfUnarmed(...args: (string | number)[]): Promise<string[]>;
   tfForgetTrade(...args: (string | number)[]): Promise<number>;
+  tfRaiseEpoch(...args: (string | number)[]): Promise<number>;
 }
 
 export type ScriptedRedis = Redis & ScriptCommands;

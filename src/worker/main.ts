@@ -35,6 +35,7 @@ import {
   Reconciler,
   type Batch,
   type ConsumerEvent,
+  raiseEpoch,
 } from '../queue';
 import { applyBatch, FencedError, type ApplyOptions } from './apply';
 import { takeEarlySignal } from '../cli/early-signal';
@@ -95,6 +96,12 @@ export interface BatchHandlerDeps {
   readonly metrics?: WorkerMetrics;
   /** @default off */
   readonly tracing?: Tracing;
+  /**
+   * Called when PostgreSQL fenced a batch with a newer stored epoch: raises the
+   * Redis epoch counter to it (raiseEpoch), so that, after Redis lost its
+   * epochs, the next lease can commit again. @default none
+   */
+  readonly onFenced?: (partitionKey: string, storedEpoch: number) => Promise<unknown>;
 }
 
 /** The retry-metric cause of a failed drain token. */
@@ -212,6 +219,9 @@ export function createBatchHandler(deps: BatchHandlerDeps): (batch: Batch) => Pr
           { ...about, storedEpoch: err.storedEpoch },
           'batch refused by PostgreSQL: this worker lost its lease',
         );
+        await deps
+          .onFenced?.(batch.partitionKey, err.storedEpoch)
+          .catch((e: unknown) => logger.warn({ ...about, err: e }, 'could not raise the Redis lease epoch'));
       } else if (isTransientError(err)) {
         logger.warn(
           { ...about, attempt: batch.attempt, err },
@@ -394,6 +404,7 @@ export async function runWorker(
       stopping: () => stopping,
       metrics,
       tracing,
+      onFenced: (pk, storedEpoch) => raiseEpoch(redis, config.namespace, pk, storedEpoch),
     }),
     onEvent: (e) => {
       countConsumerEvent(metrics, e);

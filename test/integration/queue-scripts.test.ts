@@ -21,6 +21,7 @@ test('there are scripts to check', () => {
     'enqueue',
     'forgetTrade',
     'halt',
+    'raiseEpoch',
     'resume',
     'skipHead',
     'unarmed',
