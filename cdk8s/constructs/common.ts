@@ -3,7 +3,8 @@
  * topology spread, and the environment every tradefleet process gets.
  */
 import { k8s } from 'cdk8s-plus-27';
-import type { DeployConfig, Resources } from '../config';
+import type { Construct } from 'constructs';
+import { terminationGracePeriodSeconds, type DeployConfig, type Resources } from '../config';
 
 export type Component = 'producer' | 'worker' | 'migrate' | 'redis' | 'postgres' | 'monitoring';
 
@@ -108,3 +109,90 @@ export const TMP_VOLUME: k8s.Volume = {
   emptyDir: { sizeLimit: k8s.Quantity.fromString('64Mi') },
 };
 export const TMP_MOUNT: k8s.VolumeMount = { name: 'tmp', mountPath: '/tmp' };
+
+/** What differs between the app's Deployments: the container's own part. */
+export interface AppContainer {
+  readonly args: string[];
+  readonly ports: k8s.ContainerPort[];
+  readonly env: k8s.EnvVar[];
+  readonly envFrom: k8s.EnvFromSource[];
+  readonly resources: Resources;
+  readonly readinessProbe?: k8s.Probe;
+  readonly livenessProbe?: k8s.Probe;
+}
+
+/**
+ * The ServiceAccount (no API token) and the Deployment of one app component,
+ * hardened the same way for producer and workers. No `replicas`: an
+ * autoscaler (HPA or KEDA) owns the count, and a `replicas` here would fight
+ * it on every apply.
+ */
+export function appDeployment(
+  scope: Construct,
+  c: DeployConfig,
+  component: 'producer' | 'worker',
+  name: string,
+  container: AppContainer,
+): void {
+  new k8s.KubeServiceAccount(scope, 'ServiceAccount', {
+    metadata: metadata(c, component, name),
+    automountServiceAccountToken: false,
+  });
+  new k8s.KubeDeployment(scope, 'Deployment', {
+    metadata: metadata(c, component, name),
+    spec: {
+      selector: { matchLabels: selectorLabels(c, component) },
+      strategy: {
+        type: 'RollingUpdate',
+        rollingUpdate: {
+          maxSurge: k8s.IntOrString.fromString('25%'),
+          maxUnavailable: k8s.IntOrString.fromNumber(0),
+        },
+      },
+      template: {
+        metadata: { labels: metadata(c, component, name).labels },
+        spec: {
+          serviceAccountName: name,
+          automountServiceAccountToken: false,
+          securityContext: podSecurityContext(),
+          terminationGracePeriodSeconds: terminationGracePeriodSeconds(c),
+          topologySpreadConstraints: topologySpread(c, component),
+          volumes: [TMP_VOLUME],
+          containers: [
+            {
+              name: component,
+              image: image(c),
+              imagePullPolicy: c.image.pullPolicy,
+              args: container.args,
+              ports: container.ports,
+              env: container.env,
+              envFrom: container.envFrom,
+              resources: resources(container.resources),
+              securityContext: containerSecurityContext(),
+              volumeMounts: [TMP_MOUNT],
+              readinessProbe: container.readinessProbe,
+              livenessProbe: container.livenessProbe,
+            },
+          ],
+        },
+      },
+    },
+  });
+}
+
+/** A PodDisruptionBudget over one component's pods. */
+export function disruptionBudget(
+  scope: Construct,
+  c: DeployConfig,
+  component: Component,
+  name: string,
+  maxUnavailable: number,
+): void {
+  new k8s.KubePodDisruptionBudget(scope, 'Budget', {
+    metadata: metadata(c, component, name),
+    spec: {
+      maxUnavailable: k8s.IntOrString.fromNumber(maxUnavailable),
+      selector: { matchLabels: selectorLabels(c, component) },
+    },
+  });
+}

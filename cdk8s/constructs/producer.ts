@@ -1,18 +1,7 @@
 import { Construct } from 'constructs';
 import { k8s } from 'cdk8s-plus-27';
-import { terminationGracePeriodSeconds, type DeployConfig } from '../config';
-import {
-  appEnv,
-  containerSecurityContext,
-  image,
-  metadata,
-  podSecurityContext,
-  resources,
-  selectorLabels,
-  TMP_MOUNT,
-  TMP_VOLUME,
-  topologySpread,
-} from './common';
+import type { DeployConfig } from '../config';
+import { appDeployment, appEnv, disruptionBudget, metadata, selectorLabels } from './common';
 
 export interface ProducerProps {
   readonly config: DeployConfig;
@@ -32,68 +21,32 @@ export class Producer extends Construct {
     this.name = `${c.name}-producer`;
     const port = c.producer.port;
 
-    new k8s.KubeServiceAccount(this, 'ServiceAccount', {
-      metadata: metadata(c, 'producer', this.name),
-      automountServiceAccountToken: false,
-    });
-
     const { env, envFrom } = appEnv(c, { redis: true });
     // The dashboard's password; without the (optional) Secret the producer serves no dashboard.
     env.push({
       name: 'DASHBOARD_PASSWORD',
       valueFrom: { secretKeyRef: { name: c.producer.dashboard.secretName, key: 'password', optional: true } },
     });
-    new k8s.KubeDeployment(this, 'Deployment', {
-      metadata: metadata(c, 'producer', this.name),
-      spec: {
-        // No `replicas`: the HorizontalPodAutoscaler below owns the count.
-        selector: { matchLabels: selectorLabels(c, 'producer') },
-        strategy: {
-          type: 'RollingUpdate',
-          rollingUpdate: {
-            maxSurge: k8s.IntOrString.fromString('25%'),
-            maxUnavailable: k8s.IntOrString.fromNumber(0),
-          },
-        },
-        template: {
-          metadata: { labels: metadata(c, 'producer', this.name).labels },
-          spec: {
-            serviceAccountName: this.name,
-            automountServiceAccountToken: false,
-            securityContext: podSecurityContext(),
-            terminationGracePeriodSeconds: terminationGracePeriodSeconds(c),
-            topologySpreadConstraints: topologySpread(c, 'producer'),
-            volumes: [TMP_VOLUME],
-            containers: [
-              {
-                name: 'producer',
-                image: image(c),
-                imagePullPolicy: c.image.pullPolicy,
-                args: ['producer'],
-                ports: [{ name: 'http', containerPort: port, protocol: 'TCP' }],
-                env,
-                envFrom,
-                resources: resources(c.producer.resources),
-                securityContext: containerSecurityContext(),
-                volumeMounts: [TMP_MOUNT],
-                // Ready only when Redis and PostgreSQL answer; alive as long as the event loop does.
-                readinessProbe: {
-                  httpGet: { path: '/readyz', port: k8s.IntOrString.fromString('http') },
-                  periodSeconds: 5,
-                  timeoutSeconds: 3,
-                  failureThreshold: 3,
-                },
-                livenessProbe: {
-                  httpGet: { path: '/healthz', port: k8s.IntOrString.fromString('http') },
-                  initialDelaySeconds: 10,
-                  periodSeconds: 10,
-                  timeoutSeconds: 3,
-                  failureThreshold: 6,
-                },
-              },
-            ],
-          },
-        },
+    // No `replicas`: the HorizontalPodAutoscaler below owns the count.
+    appDeployment(this, c, 'producer', this.name, {
+      args: ['producer'],
+      ports: [{ name: 'http', containerPort: port, protocol: 'TCP' }],
+      env,
+      envFrom,
+      resources: c.producer.resources,
+      // Ready only when Redis and PostgreSQL answer; alive as long as the event loop does.
+      readinessProbe: {
+        httpGet: { path: '/readyz', port: k8s.IntOrString.fromString('http') },
+        periodSeconds: 5,
+        timeoutSeconds: 3,
+        failureThreshold: 3,
+      },
+      livenessProbe: {
+        httpGet: { path: '/healthz', port: k8s.IntOrString.fromString('http') },
+        initialDelaySeconds: 10,
+        periodSeconds: 10,
+        timeoutSeconds: 3,
+        failureThreshold: 6,
       },
     });
 
@@ -124,12 +77,6 @@ export class Producer extends Construct {
       },
     });
 
-    new k8s.KubePodDisruptionBudget(this, 'Budget', {
-      metadata: metadata(c, 'producer', this.name),
-      spec: {
-        maxUnavailable: k8s.IntOrString.fromNumber(c.producer.maxUnavailable),
-        selector: { matchLabels: selectorLabels(c, 'producer') },
-      },
-    });
+    disruptionBudget(this, c, 'producer', this.name, c.producer.maxUnavailable);
   }
 }

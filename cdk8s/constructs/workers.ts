@@ -1,18 +1,6 @@
 import { Construct } from 'constructs';
-import { k8s } from 'cdk8s-plus-27';
-import { terminationGracePeriodSeconds, type DeployConfig } from '../config';
-import {
-  appEnv,
-  containerSecurityContext,
-  image,
-  metadata,
-  podSecurityContext,
-  resources,
-  selectorLabels,
-  TMP_MOUNT,
-  TMP_VOLUME,
-  topologySpread,
-} from './common';
+import type { DeployConfig } from '../config';
+import { appDeployment, appEnv, disruptionBudget } from './common';
 
 export interface WorkersProps {
   readonly config: DeployConfig;
@@ -36,58 +24,15 @@ export class Workers extends Construct {
     const c = props.config;
     this.name = `${c.name}-worker`;
 
-    new k8s.KubeServiceAccount(this, 'ServiceAccount', {
-      metadata: metadata(c, 'worker', this.name),
-      automountServiceAccountToken: false,
-    });
-
     const { env, envFrom } = appEnv(c, { redis: true });
-    new k8s.KubeDeployment(this, 'Deployment', {
-      metadata: metadata(c, 'worker', this.name),
-      spec: {
-        selector: { matchLabels: selectorLabels(c, 'worker') },
-        strategy: {
-          type: 'RollingUpdate',
-          rollingUpdate: {
-            maxSurge: k8s.IntOrString.fromString('25%'),
-            maxUnavailable: k8s.IntOrString.fromNumber(0),
-          },
-        },
-        template: {
-          metadata: { labels: metadata(c, 'worker', this.name).labels },
-          spec: {
-            serviceAccountName: this.name,
-            automountServiceAccountToken: false,
-            securityContext: podSecurityContext(),
-            terminationGracePeriodSeconds: terminationGracePeriodSeconds(c),
-            topologySpreadConstraints: topologySpread(c, 'worker'),
-            volumes: [TMP_VOLUME],
-            containers: [
-              {
-                name: 'worker',
-                image: image(c),
-                imagePullPolicy: c.image.pullPolicy,
-                args: ['worker'],
-                // GET /metrics (METRICS_PORT), scraped by the PodMonitor of constructs/monitoring.ts.
-                ports: [{ name: 'metrics', containerPort: c.monitoring.metricsPort, protocol: 'TCP' }],
-                env,
-                envFrom,
-                resources: resources(c.worker.resources),
-                securityContext: containerSecurityContext(),
-                volumeMounts: [TMP_MOUNT],
-              },
-            ],
-          },
-        },
-      },
+    appDeployment(this, c, 'worker', this.name, {
+      args: ['worker'],
+      // GET /metrics (METRICS_PORT), scraped by the PodMonitor of constructs/monitoring.ts.
+      ports: [{ name: 'metrics', containerPort: c.monitoring.metricsPort, protocol: 'TCP' }],
+      env,
+      envFrom,
+      resources: c.worker.resources,
     });
-
-    new k8s.KubePodDisruptionBudget(this, 'Budget', {
-      metadata: metadata(c, 'worker', this.name),
-      spec: {
-        maxUnavailable: k8s.IntOrString.fromNumber(c.worker.maxUnavailable),
-        selector: { matchLabels: selectorLabels(c, 'worker') },
-      },
-    });
+    disruptionBudget(this, c, 'worker', this.name, c.worker.maxUnavailable);
   }
 }
