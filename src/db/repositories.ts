@@ -56,7 +56,12 @@ export interface TradeRecord {
   readonly status: TradeStatus;
 }
 
-export interface NewTradeRecord extends Omit<TradeRecord, 'tradeTime' | 'enqueuedAt' | 'appliedAt' | 'seq'> {
+export interface NewTradeRecord extends Omit<
+  TradeRecord,
+  'tradeTime' | 'enqueuedAt' | 'appliedAt' | 'seq' | 'payload'
+> {
+  /** The trade as received; a string is taken as JSON already serialized (e.g. the canonical body from the queue). */
+  readonly payload: JsonObject | string;
   readonly seq: number | string;
   /** An ISO 8601 string is stored exactly (microseconds, any offset); a Date to the millisecond. */
   readonly tradeTime: Date | string;
@@ -150,7 +155,7 @@ export async function insertTrade(db: Executor, trade: NewTradeRecord): Promise<
       price: trade.price,
       currency: trade.currency,
       trade_time: trade.tradeTime,
-      payload: JSON.stringify(trade.payload),
+      payload: typeof trade.payload === 'string' ? trade.payload : JSON.stringify(trade.payload),
       payload_hash: trade.payloadHash,
       enqueued_at: trade.enqueuedAt,
       ...(trade.appliedAt === undefined ? {} : { applied_at: trade.appliedAt }),
@@ -285,6 +290,76 @@ export async function lockPosition(db: Executor, partitionKey: string): Promise<
   return row && toPositionRecord(row);
 }
 
+/** Creates the empty positions of `ids` that do not exist yet, in one statement (in key order). */
+export async function ensurePositions(db: Executor, ids: readonly PositionIdentity[]): Promise<void> {
+  if (ids.length === 0) return;
+  const sorted = [...ids].sort((a, b) =>
+    a.partitionKey < b.partitionKey ? -1 : a.partitionKey > b.partitionKey ? 1 : 0,
+  );
+  await db
+    .insertInto('positions')
+    .values(
+      sorted.map((i) => ({
+        partition_key: i.partitionKey,
+        account_id: i.accountId,
+        book_id: i.bookId,
+        security_id: i.securityId,
+      })),
+    )
+    .onConflict((oc) => oc.column('partition_key').doNothing())
+    .execute();
+}
+
+/**
+ * SELECT ... FOR UPDATE of several positions in one statement, locked in
+ * partition_key order: every worker takes its rows in the same order, so two
+ * transactions over overlapping partitions queue up instead of deadlocking.
+ * Missing rows are simply absent from the answer.
+ */
+export async function lockPositions(
+  db: Executor,
+  partitionKeys: readonly string[],
+): Promise<PositionRecord[]> {
+  if (partitionKeys.length === 0) return [];
+  const rows = await db
+    .selectFrom('positions')
+    .selectAll()
+    .where('partition_key', '=', sql<string>`any(${[...partitionKeys]}::text[])`)
+    .orderBy('partition_key')
+    .forUpdate()
+    .execute();
+  return rows.map(toPositionRecord);
+}
+
+/**
+ * Overwrites every field of several positions the caller holds locked, with
+ * updated_at = now(), in one UPDATE ... FROM unnest(...). Returns the number of rows written.
+ */
+export async function writeLockedPositions(
+  db: Executor,
+  positions: readonly NewPositionRecord[],
+): Promise<number> {
+  if (positions.length === 0) return 0;
+  const states = positions.map(positionState);
+  const col = <T>(f: (s: ReturnType<typeof positionState>) => T): T[] => states.map(f);
+  const result = await sql`
+    update positions as p
+       set currency = v.currency, net_quantity = v.net_quantity, bought_quantity = v.bought_quantity,
+           sold_quantity = v.sold_quantity, bought_notional = v.bought_notional, sold_notional = v.sold_notional,
+           trade_count = v.trade_count, last_seq = v.last_seq, digest = v.digest, lease_epoch = v.lease_epoch,
+           updated_at = now()
+      from unnest(${positions.map((p) => p.partitionKey)}::text[], ${col((s) => s.currency)}::text[],
+                  ${col((s) => s.net_quantity)}::numeric[], ${col((s) => s.bought_quantity)}::numeric[],
+                  ${col((s) => s.sold_quantity)}::numeric[], ${col((s) => s.bought_notional)}::numeric[],
+                  ${col((s) => s.sold_notional)}::numeric[], ${col((s) => s.trade_count)}::int8[],
+                  ${col((s) => s.last_seq)}::int8[], ${col((s) => s.digest)}::text[],
+                  ${col((s) => s.lease_epoch)}::int8[])
+           as v(partition_key, currency, net_quantity, bought_quantity, sold_quantity, bought_notional,
+                sold_notional, trade_count, last_seq, digest, lease_epoch)
+     where p.partition_key = v.partition_key`.execute(db);
+  return Number(result.numAffectedRows ?? 0n);
+}
+
 /** Where a tradeId is already known to PostgreSQL: an applied trade or a dead letter. */
 export interface KnownTradeId {
   readonly source: 'trade' | 'dead_letter';
@@ -354,45 +429,44 @@ export async function findKnownTradeIds(db: Executor, tradeIds: Iterable<string>
   }));
 }
 
+const isoOrNull = (v: Date | string | undefined): string | null =>
+  v === undefined ? null : v instanceof Date ? v.toISOString() : v;
+
 /**
- * One multi-row INSERT of applied trades; a trade_id already present is left
- * alone (ON CONFLICT DO NOTHING). Returns the ids actually inserted, so the
- * caller can tell a lost race from success.
+ * One INSERT ... SELECT FROM unnest(...) of applied trades: one array parameter
+ * per column whatever the number of rows (a multi-row VALUES list would bind
+ * 22 parameters per trade and hit PostgreSQL's 65,535 limit near 3,000 rows).
+ * A trade_id already present is left alone (ON CONFLICT DO NOTHING). Returns
+ * the ids actually inserted, so the caller can tell a lost race from success.
  */
 export async function insertTrades(db: Executor, trades: readonly NewTradeRecord[]): Promise<string[]> {
   if (trades.length === 0) return [];
-  const rows = await db
-    .insertInto('trades')
-    .values(
-      trades.map((t) => ({
-        trade_id: t.tradeId,
-        partition_key: t.partitionKey,
-        seq: String(t.seq),
-        type: t.type,
-        ref_trade_id: t.refTradeId,
-        account_id: t.accountId,
-        book_id: t.bookId,
-        security_id: t.securityId,
-        side: t.side,
-        quantity: t.quantity,
-        price: t.price,
-        currency: t.currency,
-        trade_time: t.tradeTime,
-        payload: JSON.stringify(t.payload),
-        payload_hash: t.payloadHash,
-        enqueued_at: t.enqueuedAt,
-        ...(t.appliedAt === undefined ? {} : { applied_at: t.appliedAt }),
-        eff_side: t.effSide,
-        eff_quantity: t.effQuantity,
-        eff_price: t.effPrice,
-        eff_currency: t.effCurrency,
-        status: t.status,
-      })),
-    )
-    .onConflict((oc) => oc.column('trade_id').doNothing())
-    .returning('trade_id')
-    .execute();
-  return rows.map((r) => r.trade_id);
+  const col = <T>(f: (t: NewTradeRecord) => T): T[] => trades.map(f);
+  const result = await sql<{ trade_id: string }>`
+    insert into trades (trade_id, partition_key, seq, type, ref_trade_id, account_id, book_id, security_id,
+                        side, quantity, price, currency, trade_time, payload, payload_hash, enqueued_at,
+                        applied_at, eff_side, eff_quantity, eff_price, eff_currency, status)
+    select v.trade_id, v.partition_key, v.seq, v.type, v.ref_trade_id, v.account_id, v.book_id, v.security_id,
+           v.side, v.quantity, v.price, v.currency, v.trade_time, v.payload, v.payload_hash, v.enqueued_at,
+           coalesce(v.applied_at, now()), v.eff_side, v.eff_quantity, v.eff_price, v.eff_currency, v.status
+      from unnest(${col((t) => t.tradeId)}::text[], ${col((t) => t.partitionKey)}::text[],
+                  ${col((t) => String(toSafeNumber(t.seq, 'seq')))}::int8[], ${col((t) => t.type)}::text[],
+                  ${col((t) => t.refTradeId)}::text[], ${col((t) => t.accountId)}::text[],
+                  ${col((t) => t.bookId)}::text[], ${col((t) => t.securityId)}::text[],
+                  ${col((t) => t.side)}::text[], ${col((t) => t.quantity)}::numeric[],
+                  ${col((t) => t.price)}::numeric[], ${col((t) => t.currency)}::text[],
+                  ${col((t) => isoOrNull(t.tradeTime))}::timestamptz[],
+                  ${col((t) => (typeof t.payload === 'string' ? t.payload : JSON.stringify(t.payload)))}::jsonb[],
+                  ${col((t) => t.payloadHash)}::text[], ${col((t) => isoOrNull(t.enqueuedAt))}::timestamptz[],
+                  ${col((t) => isoOrNull(t.appliedAt))}::timestamptz[], ${col((t) => t.effSide)}::text[],
+                  ${col((t) => t.effQuantity)}::numeric[], ${col((t) => t.effPrice)}::numeric[],
+                  ${col((t) => t.effCurrency)}::text[], ${col((t) => t.status)}::text[])
+           as v(trade_id, partition_key, seq, type, ref_trade_id, account_id, book_id, security_id,
+                side, quantity, price, currency, trade_time, payload, payload_hash, enqueued_at,
+                applied_at, eff_side, eff_quantity, eff_price, eff_currency, status)
+    on conflict (trade_id) do nothing
+    returning trade_id`.execute(db);
+  return result.rows.map((r) => r.trade_id);
 }
 
 /** The new effective state of a NEW trade after an AMEND or CANCEL. */
@@ -406,24 +480,24 @@ export interface EffectiveStateUpdate {
 }
 
 /**
- * One UPDATE ... FROM unnest(...) of the effective state of NEW trades of
- * `partitionKey`. Returns the number of rows updated.
+ * One UPDATE ... FROM unnest(...) of the effective state of NEW trades, each
+ * only within its own partition (`partitionKey`). Returns the number of rows updated.
  */
 export async function updateEffectiveStates(
   db: Executor,
-  partitionKey: string,
-  updates: readonly EffectiveStateUpdate[],
+  updates: readonly (EffectiveStateUpdate & { readonly partitionKey: string })[],
 ): Promise<number> {
   if (updates.length === 0) return 0;
   const result = await sql`
     update trades as t
        set eff_side = v.eff_side, eff_quantity = v.eff_quantity, eff_price = v.eff_price,
            eff_currency = v.eff_currency, status = v.status
-      from unnest(${updates.map((u) => u.tradeId)}::text[], ${updates.map((u) => u.effSide)}::text[],
+      from unnest(${updates.map((u) => u.tradeId)}::text[], ${updates.map((u) => u.partitionKey)}::text[],
+                  ${updates.map((u) => u.effSide)}::text[],
                   ${updates.map((u) => u.effQuantity)}::numeric[], ${updates.map((u) => u.effPrice)}::numeric[],
                   ${updates.map((u) => u.effCurrency)}::text[], ${updates.map((u) => u.status)}::text[])
-           as v(trade_id, eff_side, eff_quantity, eff_price, eff_currency, status)
-     where t.trade_id = v.trade_id and t.partition_key = ${partitionKey} and t.type = 'NEW'`.execute(db);
+           as v(trade_id, partition_key, eff_side, eff_quantity, eff_price, eff_currency, status)
+     where t.trade_id = v.trade_id and t.partition_key = v.partition_key and t.type = 'NEW'`.execute(db);
   return Number(result.numAffectedRows ?? 0n);
 }
 

@@ -1,15 +1,18 @@
 /**
- * Applies one batch of one partition to PostgreSQL, in one transaction.
+ * Applies batches of several partitions to PostgreSQL in one transaction, each
+ * partition fenced on its own (a group commit).
  *
- * The position row is the partition's lock and its fence: the transaction
- * takes it FOR UPDATE, refuses to commit when a newer lease wrote it (epoch),
- * applies only trades past its `last_seq` (seq), and advances `last_seq` in the
- * same commit as the trades, the dead letters and the new totals. A redelivered
- * or zombie batch therefore changes nothing (I2, I4), and a gap in the seqs is
- * never applied across (I1).
+ * Each position row is its partition's lock and its fence: the transaction
+ * takes the rows FOR UPDATE (in key order), drops the batch of any partition a
+ * newer lease wrote (epoch), applies only trades past each row's `last_seq`
+ * (seq), and advances `last_seq` in the same commit as the trades, the dead
+ * letters and the new totals. A redelivered or zombie batch therefore changes
+ * nothing (I2, I4), and a gap in the seqs is never applied across (I1). One
+ * partition's verdict (fenced, halted) does not change another's.
  *
- * Round trips per batch: begin, lock (plus create on the partition's first
- * batch), one lookup, then at most one statement per table written, commit.
+ * Round trips per group, whatever the number of partitions and trades: begin,
+ * lock (plus create and lock for partitions seen for the first time), one
+ * lookup, then at most one statement per table written, commit.
  */
 import { createHash } from 'node:crypto';
 import type { Kysely } from 'kysely';
@@ -17,18 +20,22 @@ import type { Kysely } from 'kysely';
 import type { PermanentFailurePolicy } from '../config/variables';
 import {
   ensurePosition,
+  ensurePositions,
   findKnownTradeIds,
   insertDeadLetters,
   insertTrades,
   lockPosition,
+  lockPositions,
   updateEffectiveStates,
   writeLockedPosition,
+  writeLockedPositions,
   type Database,
   type EffectiveStateUpdate,
   type Executor,
   type JsonObject,
   type KnownTradeId,
   type NewDeadLetterRecord,
+  type NewPositionRecord,
   type NewTradeRecord,
   type PositionRecord,
 } from '../db';
@@ -36,7 +43,6 @@ import {
   canonicalTradeJson,
   foldTrade,
   parsePartitionKey,
-  payloadHash,
   skipSeq,
   validateTrade,
   type EffectiveTrade,
@@ -127,7 +133,7 @@ export interface ApplyResult {
 
 /** A body parsed and re-validated, or why it cannot be. */
 type Parsed =
-  | { ok: true; trade: Trade; payload: JsonObject; hash: string }
+  | { ok: true; trade: Trade; payloadJson: string; hash: string }
   | { ok: false; reason: string; payload: JsonObject; hash: string };
 
 function sha256(text: string): string {
@@ -168,32 +174,36 @@ export function parseBody(item: QueuedItem, ids: PartitionIds & { partitionKey: 
     };
   }
   const trade = result.trade;
+  // The producer queues the canonical JSON: then the body is it, byte for byte.
   const canonical = canonicalTradeJson(trade);
-  const payload = JSON.parse(canonical) as JsonObject;
-  const hash = payloadHash(trade);
+  const hash = sha256(canonical);
+  const refused = (reason: string): Parsed => ({
+    ok: false,
+    reason,
+    payload: JSON.parse(canonical) as JsonObject,
+    hash,
+  });
   if (trade.tradeId !== item.tradeId) {
-    return {
-      ok: false,
-      reason: `queue entry seq ${item.seq} is for trade ${item.tradeId} but its body is trade ${trade.tradeId}`,
-      payload,
-      hash,
-    };
+    return refused(
+      `queue entry seq ${item.seq} is for trade ${item.tradeId} but its body is trade ${trade.tradeId}`,
+    );
   }
   if (
     trade.accountId !== ids.accountId ||
     trade.bookId !== ids.bookId ||
     trade.securityId !== ids.securityId
   ) {
-    return {
-      ok: false,
-      reason:
-        `trade ${trade.tradeId} (account ${trade.accountId}, book ${trade.bookId}, security ${trade.securityId}) ` +
+    return refused(
+      `trade ${trade.tradeId} (account ${trade.accountId}, book ${trade.bookId}, security ${trade.securityId}) ` +
         `was queued in partition ${ids.partitionKey}`,
-      payload,
-      hash,
-    };
+    );
   }
-  return { ok: true, trade, payload, hash };
+  return { ok: true, trade, payloadJson: canonical, hash };
+}
+
+/** The payload of a parsed body as a JSON object (for a dead letter). */
+function payloadOf(p: Parsed): JsonObject {
+  return p.ok ? (JSON.parse(p.payloadJson) as JsonObject) : p.payload;
 }
 
 function toPosition(row: PositionRecord): Position {
@@ -243,7 +253,7 @@ function tradeRecord(
   trade: Trade,
   item: QueuedItem,
   partitionKey: string,
-  payload: JsonObject,
+  payloadJson: string,
   hash: string,
 ): NewTradeRecord {
   const isNew = trade.type === 'NEW';
@@ -261,7 +271,7 @@ function tradeRecord(
     price: trade.price ?? null,
     currency: trade.currency ?? null,
     tradeTime: trade.tradeTime,
-    payload,
+    payload: payloadJson,
     payloadHash: hash,
     enqueuedAt: new Date(item.enqueuedAt),
     // Filled from the final effective state at write time (an AMEND later in the batch may change it).
@@ -273,9 +283,16 @@ function tradeRecord(
   };
 }
 
-type Outcome = { result: ApplyResult; halt?: HaltPartitionError['reason'] };
+/** What one batch of a group comes to: its result, or why it was refused. */
+export type BatchOutcome =
+  | { readonly ok: true; readonly result: ApplyResult }
+  /**
+   * `FencedError`: nothing of the batch was written. `HaltPartitionError`:
+   * what came before `reason.seq` is committed (see HaltPartitionError).
+   */
+  | { readonly ok: false; readonly error: FencedError | HaltPartitionError };
 
-/** What PostgreSQL (or this batch so far) already holds under a tradeId. */
+/** What PostgreSQL (or this group so far) already holds under a tradeId. */
 interface Seen {
   /** Payload hashes of the trade and of its dead letters (a conflict's differs). */
   readonly hashes: Set<string>;
@@ -283,8 +300,27 @@ interface Seen {
   where: string;
 }
 
+type Ids = PartitionIds & { partitionKey: string };
+
+/** A batch whose partition key parsed, in the group's key order. */
+interface Member {
+  readonly index: number;
+  readonly batch: Batch;
+  readonly ids: Ids;
+}
+
+/** What the group's statements write for one batch, and the batch's verdict. */
+interface Plan {
+  readonly tradeRows: NewTradeRecord[];
+  readonly updates: (EffectiveStateUpdate & { partitionKey: string })[];
+  readonly deadLetters: NewDeadLetterRecord[];
+  /** The position to write, when it changed (seq advanced or a newer epoch). */
+  readonly position?: NewPositionRecord;
+  readonly outcome: BatchOutcome;
+}
+
 /**
- * Applies `batch` in one READ COMMITTED transaction (see the file header).
+ * Applies one batch in its own READ COMMITTED transaction (see the file header).
  *
  * @throws FencedError when a newer lease wrote the position (nothing committed)
  * @throws HaltPartitionError with code `seq_gap` / `seq_regression` /
@@ -298,24 +334,57 @@ export async function applyBatch(
   batch: Batch,
   opts: ApplyOptions,
 ): Promise<ApplyResult> {
-  let ids: PartitionIds & { partitionKey: string };
-  try {
-    ids = { ...parsePartitionKey(batch.partitionKey), partitionKey: batch.partitionKey };
-  } catch (err) {
-    throw new HaltPartitionError({ code: 'invalid_partition_key', message: (err as Error).message });
-  }
-  const outcome = await db
-    .transaction()
-    .setIsolationLevel('read committed')
-    .execute((trx) => applyInTransaction(trx, batch, ids, opts));
-  if (outcome.halt) throw new HaltPartitionError(outcome.halt);
-  return outcome.result;
+  const [outcome] = await applyBatches(db, [batch], opts);
+  if (!outcome!.ok) throw outcome!.error;
+  return outcome!.result;
 }
 
-async function lockOrCreate(
-  trx: Executor,
-  ids: PartitionIds & { partitionKey: string },
-): Promise<PositionRecord> {
+/**
+ * Applies batches of different partitions in ONE READ COMMITTED transaction,
+ * each fenced and judged on its own: the answer has one outcome per batch, in
+ * the order given. A database error (or a race lost on a tradeId) rolls back
+ * the whole group and propagates: nothing of any batch is committed.
+ *
+ * @throws Error when two batches are of the same partition (a caller bug).
+ */
+export async function applyBatches(
+  db: Kysely<Database>,
+  batches: readonly Batch[],
+  opts: ApplyOptions,
+): Promise<BatchOutcome[]> {
+  const outcomes: BatchOutcome[] = new Array<BatchOutcome>(batches.length);
+  const members: Member[] = [];
+  const keys = new Set<string>();
+  batches.forEach((batch, index) => {
+    if (keys.has(batch.partitionKey)) {
+      throw new Error(`applyBatches: two batches of partition ${batch.partitionKey} in one group`);
+    }
+    keys.add(batch.partitionKey);
+    try {
+      const ids = { ...parsePartitionKey(batch.partitionKey), partitionKey: batch.partitionKey };
+      members.push({ index, batch, ids });
+    } catch (err) {
+      outcomes[index] = {
+        ok: false,
+        error: new HaltPartitionError({ code: 'invalid_partition_key', message: (err as Error).message }),
+      };
+    }
+  });
+  if (members.length === 0) return outcomes;
+  members.sort((a, b) => compareKeys(a.ids.partitionKey, b.ids.partitionKey));
+  const planned = await db
+    .transaction()
+    .setIsolationLevel('read committed')
+    .execute((trx) => applyInTransaction(trx, members, opts));
+  members.forEach((m, n) => (outcomes[m.index] = planned[n]!));
+  return outcomes;
+}
+
+function compareKeys(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+async function lockOrCreate(trx: Executor, ids: Ids): Promise<PositionRecord> {
   // Lock first: the row exists for every batch but a partition's first.
   const existing = await lockPosition(trx, ids.partitionKey);
   if (existing) return existing;
@@ -325,55 +394,64 @@ async function lockOrCreate(
   return created;
 }
 
+/** Locks the members' positions in key order, creating the missing ones. */
+async function lockAll(trx: Executor, members: readonly Member[]): Promise<Map<string, PositionRecord>> {
+  const rows = new Map<string, PositionRecord>();
+  for (const r of await lockPositions(
+    trx,
+    members.map((m) => m.ids.partitionKey),
+  )) {
+    rows.set(r.partitionKey, r);
+  }
+  const missing = members.filter((m) => !rows.has(m.ids.partitionKey)).map((m) => m.ids);
+  if (missing.length === 0) return rows;
+  await ensurePositions(trx, missing);
+  for (const r of await lockPositions(
+    trx,
+    missing.map((i) => i.partitionKey),
+  )) {
+    rows.set(r.partitionKey, r);
+  }
+  const vanished = missing.find((i) => !rows.has(i.partitionKey));
+  if (vanished) throw new Error(`position ${vanished.partitionKey} vanished right after it was created`);
+  return rows;
+}
+
 async function applyInTransaction(
   trx: Executor,
-  batch: Batch,
-  ids: PartitionIds & { partitionKey: string },
+  members: readonly Member[],
   opts: ApplyOptions,
-): Promise<Outcome> {
-  const pk = ids.partitionKey;
-  const row = await lockOrCreate(trx, ids);
-  if (row.leaseEpoch > batch.epoch) throw new FencedError(pk, batch.epoch, row.leaseEpoch);
+): Promise<BatchOutcome[]> {
+  const rows = await lockAll(trx, members);
 
-  const old = batch.items.filter((i) => i.seq <= row.lastSeq);
-  const fresh = batch.items.filter((i) => i.seq > row.lastSeq);
-  const parsed = fresh.map((item) => parseBody(item, ids));
-
+  // Parse what each unfenced batch brings, and gather every tradeId to look up.
   const lookupIds = new Set<string>();
-  for (const i of batch.items) lookupIds.add(i.tradeId);
-  for (const p of parsed) if (p.ok && p.trade.type !== 'NEW') lookupIds.add(p.trade.refTradeId);
+  const inputs = members.map((m) => {
+    const row = rows.get(m.ids.partitionKey)!;
+    if (row.leaseEpoch > m.batch.epoch) return { m, row, fenced: true as const };
+    const old = m.batch.items.filter((i) => i.seq <= row.lastSeq);
+    const fresh = m.batch.items.filter((i) => i.seq > row.lastSeq);
+    const parsed = fresh.map((item) => parseBody(item, m.ids));
+    for (const i of m.batch.items) lookupIds.add(i.tradeId);
+    for (const p of parsed) if (p.ok && p.trade.type !== 'NEW') lookupIds.add(p.trade.refTradeId);
+    return { m, row, fenced: false as const, old, fresh, parsed };
+  });
   const known = await findKnownTradeIds(trx, lookupIds);
 
-  // A seq at or below last_seq is normally a redelivery of what was committed.
-  // Every consumed seq leaves its tradeId in trades or dead_letters, so an id
-  // found in neither was never seen here: Redis must have reset its counters.
-  const knownIds = new Set(known.map((k) => k.tradeId));
-  const unseen = old.find((i) => !knownIds.has(i.tradeId));
-  if (unseen) {
-    return {
-      result: emptyResult(row.lastSeq, old.length),
-      halt: {
-        code: 'seq_regression',
-        message:
-          `partition ${pk}: trade ${unseen.tradeId} was offered at seq ${unseen.seq}, at or below last_seq ${row.lastSeq}, ` +
-          'but was never applied or dead-lettered: the queue probably lost its state (seq counter reset); ' +
-          'skipping it would lose the trade',
-        tradeId: unseen.tradeId,
-        seq: unseen.seq,
-      },
-    };
-  }
-
+  // One view of every tradeId for the whole group, updated batch by batch in
+  // key order: a tradeId applied by an earlier batch of the group is known to
+  // the later ones exactly as if that batch had committed on its own.
   const seen = new Map<string, Seen>();
   const remember = (tradeId: string, hash: string, where: string) => {
     const entry = seen.get(tradeId);
     if (entry) entry.hashes.add(hash);
     else seen.set(tradeId, { hashes: new Set([hash]), where });
   };
-  const effective = new Map<string, EffectiveTrade>();
-  const loaded = new Map<string, EffectiveTrade>();
+  const knownIds = new Set<string>();
+  const knownNew = new Map<string, KnownTradeId[]>();
   // Trades first, so that messages name the applied trade rather than a conflict's dead letter.
   for (const k of [...known].sort((x, y) => (x.source === y.source ? 0 : x.source === 'trade' ? -1 : 1))) {
+    knownIds.add(k.tradeId);
     if (k.source === 'dead_letter') {
       // A replayed dead letter handed its tradeId back to the queue: the replay
       // is the next delivery, not a repeat of this one (see src/dashboard/actions.ts).
@@ -383,12 +461,115 @@ async function applyInTransaction(
       continue;
     }
     remember(k.tradeId, k.payloadHash, `applied at seq ${k.seq} of partition ${k.partitionKey}`);
-    if (k.partitionKey === pk && k.type === 'NEW') {
-      const eff = effectiveFromRow(k);
-      if (eff) {
-        effective.set(k.tradeId, eff);
-        loaded.set(k.tradeId, eff);
-      }
+    if (k.type === 'NEW') {
+      const list = knownNew.get(k.partitionKey);
+      if (list) list.push(k);
+      else knownNew.set(k.partitionKey, [k]);
+    }
+  }
+
+  const plans = inputs.map((input): Plan => {
+    if (input.fenced) {
+      const error = new FencedError(input.m.ids.partitionKey, input.m.batch.epoch, input.row.leaseEpoch);
+      return { tradeRows: [], updates: [], deadLetters: [], outcome: { ok: false, error } };
+    }
+    return planBatch(input.m, input.row, input.old, input.fresh, input.parsed, {
+      knownIds,
+      knownNew: knownNew.get(input.m.ids.partitionKey) ?? [],
+      seen,
+      remember,
+      opts,
+    });
+  });
+
+  const tradeRows = plans.flatMap((p) => p.tradeRows);
+  const inserted = await insertTrades(trx, tradeRows);
+  if (inserted.length !== tradeRows.length) {
+    // Another transaction committed one of these tradeIds since the lookup.
+    // Roll back; the next attempt sees it and treats it as a conflict.
+    const got = new Set(inserted);
+    const lost = tradeRows.filter((t) => !got.has(t.tradeId));
+    throw new Error(
+      `tradeId(s) ${lost.map((t) => `${t.tradeId} (partition ${t.partitionKey})`).join(', ')} ` +
+        'were inserted concurrently by another partition; retry the batch',
+    );
+  }
+  const updates = plans.flatMap((p) => p.updates);
+  const updated = await updateEffectiveStates(trx, updates);
+  if (updated !== updates.length) {
+    throw new Error(
+      `updated ${updated} of ${updates.length} referenced trades of partition(s) ` +
+        `${[...new Set(updates.map((u) => u.partitionKey))].join(', ')}; the table changed under the lock`,
+    );
+  }
+  const deadLetters = plans.flatMap((p) => p.deadLetters);
+  const letters = await insertDeadLetters(trx, deadLetters);
+  if (letters !== deadLetters.length) {
+    throw new Error(
+      `${deadLetters.length - letters} dead letter(s) of partition(s) ` +
+        `${[...new Set(deadLetters.map((d) => d.partitionKey))].join(', ')} were inserted concurrently; retry the batch`,
+    );
+  }
+  const positions = plans.flatMap((p) => (p.position ? [p.position] : []));
+  const written = await writeLockedPositions(trx, positions);
+  if (written !== positions.length) {
+    throw new Error(`wrote ${written} of ${positions.length} locked positions; a position row vanished`);
+  }
+  return plans.map((p) => p.outcome);
+}
+
+interface GroupView {
+  /** Every tradeId PostgreSQL holds among the group's lookups. */
+  readonly knownIds: ReadonlySet<string>;
+  /** The NEW trades of this batch's partition among the lookups. */
+  readonly knownNew: readonly KnownTradeId[];
+  readonly seen: Map<string, Seen>;
+  readonly remember: (tradeId: string, hash: string, where: string) => void;
+  readonly opts: ApplyOptions;
+}
+
+/** Folds one unfenced batch over its locked position: what to write and the verdict. Pure but for `view.seen`. */
+function planBatch(
+  m: Member,
+  row: PositionRecord,
+  old: readonly QueuedItem[],
+  fresh: readonly QueuedItem[],
+  parsed: readonly Parsed[],
+  view: GroupView,
+): Plan {
+  const pk = m.ids.partitionKey;
+  const batch = m.batch;
+  const nothing = { tradeRows: [], updates: [], deadLetters: [] };
+
+  // A seq at or below last_seq is normally a redelivery of what was committed.
+  // Every consumed seq leaves its tradeId in trades or dead_letters, so an id
+  // found in neither was never seen here: Redis must have reset its counters.
+  const unseen = old.find((i) => !view.knownIds.has(i.tradeId));
+  if (unseen) {
+    return {
+      ...nothing,
+      outcome: {
+        ok: false,
+        error: new HaltPartitionError({
+          code: 'seq_regression',
+          message:
+            `partition ${pk}: trade ${unseen.tradeId} was offered at seq ${unseen.seq}, at or below last_seq ${row.lastSeq}, ` +
+            'but was never applied or dead-lettered: the queue probably lost its state (seq counter reset); ' +
+            'skipping it would lose the trade',
+          tradeId: unseen.tradeId,
+          seq: unseen.seq,
+        }),
+      },
+    };
+  }
+
+  const effective = new Map<string, EffectiveTrade>();
+  const loaded = new Map<string, EffectiveTrade>();
+  for (const k of view.knownNew) {
+    const eff = effectiveFromRow(k);
+    if (eff) {
+      effective.set(k.tradeId, eff);
+      loaded.set(k.tradeId, eff);
     }
   }
 
@@ -416,7 +597,7 @@ async function applyInTransaction(
     }
 
     let rejection: { code: ApplyRejectionCode; reason: string } | undefined;
-    const prior = seen.get(item.tradeId);
+    const prior = view.seen.get(item.tradeId);
     if (prior?.hashes.has(p.hash)) {
       // Delivered again after the queue's dedup window: already has its effect.
       position = skipSeq(position, item.seq);
@@ -435,15 +616,15 @@ async function applyInTransaction(
       if (folded.ok) {
         position = folded.position;
         for (const u of folded.upserts) effective.set(u.tradeId, u);
-        tradeRows.push(tradeRecord(p.trade, item, pk, p.payload, p.hash));
-        remember(item.tradeId, p.hash, `applied at seq ${item.seq} of partition ${pk}`);
+        tradeRows.push(tradeRecord(p.trade, item, pk, p.payloadJson, p.hash));
+        view.remember(item.tradeId, p.hash, `applied at seq ${item.seq} of partition ${pk}`);
         applied++;
         continue;
       }
       rejection = { code: folded.code, reason: folded.reason };
     }
 
-    if (opts.policy === 'halt') {
+    if (view.opts.policy === 'halt') {
       halt = { code: rejection.code, message: rejection.reason, tradeId: item.tradeId, seq: item.seq };
       break;
     }
@@ -451,7 +632,7 @@ async function applyInTransaction(
       tradeId: item.tradeId,
       partitionKey: pk,
       seq: item.seq,
-      payload: p.payload,
+      payload: payloadOf(p),
       payloadHash: p.hash,
       reasonCode: rejection.code,
       reason: rejection.reason,
@@ -463,7 +644,7 @@ async function applyInTransaction(
       reason: rejection.reason,
     });
     // A later item with this id is a duplicate of the dead letter (or a conflict with it).
-    remember(item.tradeId, p.hash, `dead-lettered at seq ${item.seq} of partition ${pk}`);
+    view.remember(item.tradeId, p.hash, `dead-lettered at seq ${item.seq} of partition ${pk}`);
     position = skipSeq(position, item.seq);
   }
 
@@ -481,12 +662,13 @@ async function applyInTransaction(
         }
       : t;
   });
-  const updates: EffectiveStateUpdate[] = [];
+  const updates: Plan['updates'] = [];
   for (const [id, before] of loaded) {
     const after = effective.get(id)!;
     if (!sameEffective(before, after)) {
       updates.push({
         tradeId: id,
+        partitionKey: pk,
         effSide: after.side,
         effQuantity: after.quantity,
         effPrice: after.price,
@@ -496,43 +678,23 @@ async function applyInTransaction(
     }
   }
 
-  const inserted = await insertTrades(trx, finalRows);
-  if (inserted.length !== finalRows.length) {
-    // Another partition committed one of these tradeIds since the lookup. Roll
-    // back; the next attempt sees it and treats it as a conflict.
-    const missing = finalRows.map((t) => t.tradeId).filter((id) => !inserted.includes(id));
-    throw new Error(
-      `partition ${pk}: tradeId(s) ${missing.join(', ')} were inserted concurrently by another partition; retry the batch`,
-    );
-  }
-  const updated = await updateEffectiveStates(trx, pk, updates);
-  if (updated !== updates.length) {
-    throw new Error(
-      `partition ${pk}: updated ${updated} of ${updates.length} referenced trades; the table changed under the lock`,
-    );
-  }
-  const letters = await insertDeadLetters(trx, deadLetters);
-  if (letters !== deadLetters.length) {
-    throw new Error(
-      `partition ${pk}: ${deadLetters.length - letters} dead letter(s) were inserted concurrently; retry the batch`,
-    );
-  }
-
   const advanced = position.lastSeq !== row.lastSeq;
-  if (advanced || batch.epoch > row.leaseEpoch) {
-    await writeLockedPosition(trx, { ...position, leaseEpoch: Math.max(batch.epoch, row.leaseEpoch) });
-  }
-
+  const result: ApplyResult = {
+    applied,
+    deadLettered: deadLetters.length,
+    duplicates,
+    skipped: old.length,
+    lastSeq: position.lastSeq,
+    deadLetters: deadLetterInfos,
+  };
   return {
-    result: {
-      applied,
-      deadLettered: deadLetters.length,
-      duplicates,
-      skipped: old.length,
-      lastSeq: position.lastSeq,
-      deadLetters: deadLetterInfos,
-    },
-    halt,
+    tradeRows: finalRows,
+    updates,
+    deadLetters,
+    ...(advanced || batch.epoch > row.leaseEpoch
+      ? { position: { ...position, leaseEpoch: Math.max(batch.epoch, row.leaseEpoch) } }
+      : {}),
+    outcome: halt ? { ok: false, error: new HaltPartitionError(halt) } : { ok: true, result },
   };
 }
 
@@ -583,7 +745,7 @@ export async function skipTrade(
           tradeId: input.item.tradeId,
           partitionKey: ids.partitionKey,
           seq: input.item.seq,
-          payload: p.payload,
+          payload: payloadOf(p),
           payloadHash: p.hash,
           reasonCode: input.reasonCode,
           reason: input.reason,

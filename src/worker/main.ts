@@ -37,7 +37,8 @@ import {
   type ConsumerEvent,
   raiseEpoch,
 } from '../queue';
-import { applyBatch, FencedError, type ApplyOptions } from './apply';
+import { applyBatches, FencedError, type ApplyOptions } from './apply';
+import { GroupCommitter } from './group-commit';
 import { takeEarlySignal } from '../cli/early-signal';
 import { CircuitBreaker, type BreakerState } from './circuit-breaker';
 import { failureCause, isConnectionError, isTransientError, withRetry } from './retry';
@@ -54,6 +55,12 @@ export interface WorkerTuning {
   };
   /** How often the reconciler re-arms partitions without a token. @default 5000 */
   readonly reconcileIntervalMs?: number;
+  /** Group commit (see group-commit.ts). @default { maxBatches: 64, maxTrades: 4096, maxInFlight: 2 } */
+  readonly groupCommit?: {
+    readonly maxBatches?: number;
+    readonly maxTrades?: number;
+    readonly maxInFlight?: number;
+  };
 }
 
 export interface RunWorkerOptions extends WorkerTuning {
@@ -102,6 +109,8 @@ export interface BatchHandlerDeps {
    * epochs, the next lease can commit again. @default none
    */
   readonly onFenced?: (partitionKey: string, storedEpoch: number) => Promise<unknown>;
+  /** @default the GroupCommitter defaults */
+  readonly groupCommit?: WorkerTuning['groupCommit'];
 }
 
 /** The retry-metric cause of a failed drain token. */
@@ -116,9 +125,11 @@ function seqRange(batch: Batch): { firstSeq: number | undefined; lastSeq: number
 }
 
 /**
- * The PartitionConsumer handler: applyBatch with in-place retries of transient
- * errors, reporting each attempt to the circuit breaker, with one log line per
- * batch (partitionKey, epoch, seq range, tradeIds) and one warning per dead letter.
+ * The PartitionConsumer handler: hands each batch to a group committer, which
+ * applies the batches of several partitions in one transaction (applyBatches)
+ * with in-place retries of transient errors, reporting each attempt to the
+ * circuit breaker. One log line per batch (partitionKey, epoch, seq range,
+ * tradeIds) and one warning per dead letter.
  */
 export function createBatchHandler(deps: BatchHandlerDeps): (batch: Batch) => Promise<void> {
   const { db, policy, logger, breaker, retry, metrics } = deps;
@@ -128,38 +139,46 @@ export function createBatchHandler(deps: BatchHandlerDeps): (batch: Batch) => Pr
       { result: bounded(result, BATCH_RESULTS, 'failed') },
       (performance.now() - started) / 1000,
     );
+  const attempt = async (batches: Batch[]) => {
+    try {
+      // Fenced and halted batches are outcomes: the database answered.
+      const outcomes = await applyBatches(db, batches, { policy });
+      breaker.recordSuccess();
+      return outcomes;
+    } catch (err) {
+      breaker.recordFailure(err);
+      throw err;
+    }
+  };
+  const committer = new GroupCommitter({
+    ...deps.groupCommit,
+    isTransient: isTransientError,
+    execute: (batches) =>
+      withRetry(() => attempt(batches), {
+        ...retry,
+        isTransient: isTransientError,
+        canRetry: () => !deps.stopping() && breaker.state === 'closed',
+        onRetry: ({ attempt: n, delayMs, error }) => {
+          metrics?.retries.inc({ kind: 'batch', cause: failureCause(error) }, batches.length);
+          logger.warn(
+            {
+              partitionKeys: batches.map((b) => b.partitionKey),
+              attempt: n,
+              delayMs,
+              err: error,
+            },
+            'transient database error; retrying the batches of the transaction',
+          );
+        },
+      }),
+  });
   return async (batch) => {
     const started = performance.now();
     const about = { partitionKey: batch.partitionKey, epoch: batch.epoch, ...seqRange(batch) };
     metrics?.batchSize.observe(batch.items.length);
     const span = startApplySpan(tracing, batch);
-    const attempt = async () => {
-      try {
-        const result = await applyBatch(db, batch, { policy });
-        breaker.recordSuccess();
-        return result;
-      } catch (err) {
-        // A halt or a fence is an answer from the database: it is reachable.
-        if (err instanceof HaltPartitionError || err instanceof FencedError) breaker.recordSuccess();
-        else breaker.recordFailure(err);
-        throw err;
-      }
-    };
     try {
-      const result = await span.run(() =>
-        withRetry(attempt, {
-          ...retry,
-          isTransient: isTransientError,
-          canRetry: () => !deps.stopping() && breaker.state === 'closed',
-          onRetry: ({ attempt: n, delayMs, error }) => {
-            metrics?.retries.inc({ kind: 'batch', cause: failureCause(error) });
-            logger.warn(
-              { ...about, attempt: n, delayMs, err: error },
-              'transient database error; retrying the batch',
-            );
-          },
-        }),
-      );
+      const result = await span.run(() => committer.submit(batch));
       span.end();
       if (metrics) {
         const committedAt = Date.now();
@@ -405,6 +424,7 @@ export async function runWorker(
       metrics,
       tracing,
       onFenced: (pk, storedEpoch) => raiseEpoch(redis, config.namespace, pk, storedEpoch),
+      groupCommit: options.groupCommit,
     }),
     onEvent: (e) => {
       countConsumerEvent(metrics, e);
