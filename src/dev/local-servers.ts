@@ -488,6 +488,8 @@ export interface PostgresServerOptions {
    * benchmarks that must measure what production pays. @default false
    */
   readonly durable?: boolean;
+  /** Extra `-c name=value` server settings (e.g. for profiling: shared_preload_libraries). @default none */
+  readonly settings?: Readonly<Record<string, string>>;
   /** @default 30000 */
   readonly startTimeoutMs?: number;
 }
@@ -672,6 +674,7 @@ async function startPostgresOnce(opts: PostgresServerOptions): Promise<PostgresS
     '-c', `full_page_writes=${opts.durable ? 'on' : 'off'}`,
     '-c', 'max_connections=300',
     '-c', 'log_line_prefix=%m [%p] ',
+    ...Object.entries(opts.settings ?? {}).flatMap(([k, v]) => ['-c', `${k}=${v}`]),
   ];
 
   const start = async () => {
