@@ -1,9 +1,13 @@
-import IORedis from 'ioredis';
+import type { RedisConnectionConfig } from '../config';
+import { createRedis } from '../config/connections';
 import { QueueKeys, readSignals } from '../queue';
 
 export interface DemoOptions {
   api: string;
-  redisUrl: string;
+  /** Where the progress line reads the queue signals. */
+  redis: RedisConnectionConfig;
+  /** Bearer token for the API, when it requires one. */
+  token?: string;
   namespace: string;
   isStopping: () => boolean;
   /** Trades per second to aim at. @default 2000 */
@@ -17,7 +21,7 @@ export interface DemoOptions {
  */
 export async function runDemo(opts: DemoOptions): Promise<void> {
   const rate = opts.rate ?? 2000;
-  const redis = new IORedis(opts.redisUrl, { maxRetriesPerRequest: 1 });
+  const redis = createRedis(opts.redis, { maxRetriesPerRequest: 1 });
   const keys = new QueueKeys(opts.namespace);
   const run = Date.now().toString(36);
   const live: { id: string; account: string; security: string }[] = [];
@@ -64,7 +68,10 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
       try {
         const res = await fetch(`${opts.api}/v1/trades/batch`, {
           method: 'POST',
-          headers: { 'content-type': 'application/json' },
+          headers: {
+            'content-type': 'application/json',
+            ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}),
+          },
           body: JSON.stringify({ trades }),
         });
         const body = (await res.json()) as { results?: { status: string }[] };

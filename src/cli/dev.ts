@@ -1,12 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { Client } from 'pg';
+import { loadProducerConfig, maskUrl } from '../config';
+import { createRedis, pgConnection } from '../config/connections';
 import { createDb } from '../db/client';
 import { migrateToLatest } from '../db/migrate';
 import { MissingBinaryError, freePort, startPostgres, startRedis } from '../dev/local-servers';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import IORedis from 'ioredis';
 import { loadScaledObjectModel } from '../scaling';
 import { runDemo } from './demo';
 import { startLocalAutoscaler } from './autoscale';
@@ -84,11 +85,6 @@ export async function dev(argv: string[]): Promise<number> {
     const redisUrl = process.env.REDIS_URL ?? (await ownRedis(cleanups));
     const databaseUrl = process.env.DATABASE_URL ?? (await ownPostgres(cleanups));
     const namespace = process.env.TRADEFLEET_NAMESPACE ?? 'tradefleet';
-    const { db, close } = createDb({ databaseUrl, poolSize: 1 });
-    const migrated = await migrateToLatest(db).finally(close);
-    console.error(
-      `tradefleet dev: database migrated (${migrated.applied.length} applied, now at ${migrated.current})`,
-    );
 
     // Quiet by default: one line per trade from every process drowns the console.
     const env = {
@@ -101,6 +97,14 @@ export async function dev(argv: string[]): Promise<number> {
       // The dashboard is on only with a password: make one for this run unless given.
       DASHBOARD_PASSWORD: process.env.DASHBOARD_PASSWORD ?? randomBytes(12).toString('base64url'),
     };
+    // The producer's configuration (a superset of the worker's connections): a bad
+    // variable stops here, before any process starts; dev's own clients use it too.
+    const config = loadProducerConfig(env);
+    const { db, close } = createDb({ ...pgConnection(config), poolSize: 1 });
+    const migrated = await migrateToLatest(db).finally(close);
+    console.error(
+      `tradefleet dev: database migrated (${migrated.applied.length} applied, now at ${migrated.current})`,
+    );
     const producer = launch('producer', ['producer'], env);
     children.push(producer);
     let workerNo = 0;
@@ -135,22 +139,22 @@ export async function dev(argv: string[]): Promise<number> {
       [
         '',
         `tradefleet dev is up: producer API ${api}, ${workers} worker(s)`,
-        `  Redis      ${redisUrl}`,
-        `  PostgreSQL ${databaseUrl}`,
+        `  Redis      ${maskUrl(redisUrl)}`,
+        `  PostgreSQL ${maskUrl(databaseUrl)}`,
         `  dashboard  ${api}/dashboard (user ${process.env.DASHBOARD_USER ?? 'admin'}, password ${env.DASHBOARD_PASSWORD})`,
         ...(metricsPorts.length
           ? [
               `  metrics    ${api}/metrics, workers: ${metricsPorts.map((p) => `http://127.0.0.1:${p}/metrics`).join(' ')}`,
             ]
           : []),
-        `  try:  curl -s -XPOST ${api}/v1/trades -H 'content-type: application/json' -d @docs/examples/trade.json`,
-        `        REDIS_URL=${redisUrl} DATABASE_URL=${databaseUrl} npx tradefleet inspect`,
+        `  try:  curl -s -XPOST ${api}/v1/trades -H 'content-type: application/json'${config.apiTokens.length > 0 ? ` -H "authorization: Bearer $TOKEN"` : ''} -d @docs/examples/trade.json`,
+        `        REDIS_URL=${maskUrl(redisUrl)} DATABASE_URL=${maskUrl(databaseUrl)} npx tradefleet inspect`,
         '  Ctrl-C stops everything.',
         '',
       ].join('\n'),
     );
     if (model) {
-      const redis = new IORedis(redisUrl, { maxRetriesPerRequest: 1 });
+      const redis = createRedis(config, { maxRetriesPerRequest: 1 });
       cleanups.push(async () => redis.disconnect());
       console.error(
         `tradefleet dev: autoscaling workers 0..${model.maxReplicaCount} like KEDA (polling ${model.pollingIntervalSeconds} s, cooldown ${model.cooldownPeriodSeconds} s${speed !== 1 ? `, clocks x${speed}` : ''})`,
@@ -171,7 +175,15 @@ export async function dev(argv: string[]): Promise<number> {
         log: (line) => console.error(line),
       });
     }
-    if (values.demo) void runDemo({ api, redisUrl, namespace, isStopping: () => stopping !== undefined });
+    if (values.demo) {
+      void runDemo({
+        api,
+        redis: config,
+        ...(config.apiTokens[0] === undefined ? {} : { token: config.apiTokens[0] }),
+        namespace,
+        isStopping: () => stopping !== undefined,
+      });
+    }
     await new Promise((r) => producer.once('exit', r));
     if (!stopping) {
       console.error('tradefleet dev: the producer exited unexpectedly; stopping the fleet');

@@ -1,5 +1,6 @@
-import IORedis from 'ioredis';
+import type { Redis } from 'ioredis';
 import { loadWorkerConfig } from '../config';
+import { createRedis, pgConnection } from '../config/connections';
 import { createDb } from '../db/client';
 import { PartitionAdmin, QueueKeys, oldestPartitions, readSignals } from '../queue';
 import { parse } from './args';
@@ -14,8 +15,8 @@ export async function inspect(argv: string[]): Promise<number> {
   const top = Number(values.top ?? 10);
   const config = loadWorkerConfig(process.env);
   const keys = new QueueKeys(config.namespace);
-  const redis = new IORedis(config.redisUrl, { maxRetriesPerRequest: 1 });
-  const { db, close } = createDb({ databaseUrl: config.databaseUrl, poolSize: 2 });
+  const redis = createRedis(config, { maxRetriesPerRequest: 1 });
+  const { db, close } = createDb({ ...pgConnection(config), poolSize: 2 });
   const admin = new PartitionAdmin(redis, config.namespace);
   try {
     await redis.ping();
@@ -77,7 +78,7 @@ function section(title: string, lines: string[]) {
   for (const l of lines.length ? lines : ['(none)']) console.log(`  ${l}`);
 }
 
-async function hottestPartitions(redis: IORedis, keys: QueueKeys, top: number) {
+async function hottestPartitions(redis: Redis, keys: QueueKeys, top: number) {
   const pks: string[] = [];
   let cursor = '0';
   do {

@@ -1,5 +1,5 @@
-import IORedis from 'ioredis';
 import { loadWorkerConfig } from '../config';
+import { createRedis, pgConnection } from '../config/connections';
 import { createDb } from '../db/client';
 import { getPosition } from '../db/repositories';
 import { PartitionAdmin, QueueKeys, readHead } from '../queue';
@@ -34,8 +34,8 @@ export async function partition(argv: string[]): Promise<number> {
   const [action, pk] = positionals;
   if (!action || !pk || positionals.length > 2) throw new UsageError(USAGE);
   const config = loadWorkerConfig(process.env);
-  const redis = new IORedis(config.redisUrl, { maxRetriesPerRequest: 1 });
-  const { db, close } = createDb({ databaseUrl: config.databaseUrl, poolSize: 2 });
+  const redis = createRedis(config, { maxRetriesPerRequest: 1 });
+  const { db, close } = createDb({ ...pgConnection(config), poolSize: 2 });
   const admin = new PartitionAdmin(redis, config.namespace, config.dedupWindowSeconds);
   const keys = new QueueKeys(config.namespace);
   try {

@@ -3,13 +3,25 @@
  * configuration table is generated from this file (`npx tsx scripts/config-table.ts --write`)
  * and a unit test fails when the two differ.
  */
-import { boolean, durationMs, int, oneOf, string, url, type CrossCheck, type Values } from './schema';
+import { boolean, durationMs, int, list, oneOf, string, url, type CrossCheck, type Values } from './schema';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
 export const PERMANENT_FAILURE_POLICIES = ['dead-letter', 'halt'] as const;
 export type PermanentFailurePolicy = (typeof PERMANENT_FAILURE_POLICIES)[number];
+
+export const DATABASE_SSL_MODES = ['disable', 'require', 'verify-full'] as const;
+export type DatabaseSslMode = (typeof DATABASE_SSL_MODES)[number];
+
+/** A path to a file the process reads once at start-up (a mounted Secret, a CA bundle). */
+const filePath = (description: string) =>
+  string({
+    default: '',
+    pattern: /^(?:|[^\0\n]+)$/,
+    patternText: 'a file path',
+    description,
+  });
 
 /** The processes that read configuration; each reads only its own variables. */
 export type ProcessName = 'producer' | 'worker' | 'migrate';
@@ -25,6 +37,39 @@ export const configSchema = {
     default: 'postgres://postgres@127.0.0.1:5432/tradefleet',
     description: 'PostgreSQL holding positions, applied trades and dead letters.',
   }),
+  REDIS_PASSWORD: string({
+    default: '',
+    secret: true,
+    description:
+      'Password Redis AUTH uses; overrides a password in REDIS_URL. The user name, if any, stays in the URL (redis://user@host:6379).',
+  }),
+  REDIS_PASSWORD_FILE: filePath(
+    'File holding the Redis password (a mounted Secret); its content less a trailing newline. Set REDIS_PASSWORD or this, not both.',
+  ),
+  REDIS_TLS_CA_FILE: filePath(
+    "PEM file of the certificate authorities to trust for Redis TLS (rediss:// only), instead of Node's built-in list.",
+  ),
+  REDIS_TLS_REJECT_UNAUTHORIZED: boolean({
+    default: true,
+    description:
+      'Refuse a Redis server whose TLS certificate does not verify (rediss:// only). false turns verification off: for a throwaway test setup, never in production.',
+  }),
+  DATABASE_PASSWORD: string({
+    default: '',
+    secret: true,
+    description: 'PostgreSQL password; overrides a password in DATABASE_URL.',
+  }),
+  DATABASE_PASSWORD_FILE: filePath(
+    'File holding the PostgreSQL password (a mounted Secret); its content less a trailing newline. Set DATABASE_PASSWORD or this, not both.',
+  ),
+  DATABASE_SSL_MODE: oneOf(DATABASE_SSL_MODES, {
+    default: 'disable',
+    description:
+      'TLS to PostgreSQL: disable; require (encrypted, the certificate is not checked); verify-full (encrypted, the certificate must chain to a trusted CA and name the host). Use this rather than sslmode in DATABASE_URL.',
+  }),
+  DATABASE_SSL_CA_FILE: filePath(
+    "PEM file of the certificate authorities to trust for PostgreSQL (with DATABASE_SSL_MODE=verify-full), instead of Node's built-in list.",
+  ),
   PORT: int({ min: 1, max: 65535, default: 8080, description: 'TCP port of the producer HTTP API.' }),
   HOST: string({
     default: '0.0.0.0',
@@ -104,6 +149,29 @@ export const configSchema = {
     default: 1_048_576,
     description: 'Largest HTTP request body the producer accepts.',
   }),
+  API_TOKENS: list({
+    default: [],
+    secret: true,
+    description:
+      'Comma-separated bearer tokens the producer API accepts (Authorization: Bearer <token>), each 16 to 512 characters from A-Z a-z 0-9 - . _ ~ + / (= padding at the end). With API_TOKENS_FILE too, either list may be used. No token configured: every route is open (a warning is logged). The dashboard accepts the same tokens.',
+  }),
+  API_TOKENS_FILE: filePath(
+    'File of bearer tokens, one a line; blank lines and lines starting with # are ignored (a mounted Secret: the Kubernetes way). Read at start-up: restart to rotate.',
+  ),
+  RATE_LIMIT_PER_SECOND: int({
+    min: 0,
+    max: 10_000_000,
+    default: 0,
+    description:
+      'Trades per second one client may submit to one producer replica (a single trade counts 1, a batch its number of trades, any other /v1 request 1); 0 turns rate limiting off. A client is its bearer token, or its IP address when auth is off. Excess requests answer 429 rate_limited with Retry-After.',
+  }),
+  RATE_LIMIT_BURST: int({
+    min: 0,
+    max: 100_000_000,
+    default: 0,
+    description:
+      "Trades a client may submit at once above its rate (the bucket's size); 0 means one second's worth, RATE_LIMIT_PER_SECOND.",
+  }),
   PG_POOL_SIZE: int({ min: 1, max: 1000, default: 10, description: 'PostgreSQL connections per process.' }),
   METRICS_PORT: int({
     min: 0,
@@ -149,9 +217,26 @@ export type ConfigSchema = typeof configSchema;
 export type VariableName = keyof ConfigSchema;
 export type ConfigValues = Values<ConfigSchema>;
 
-export const PRODUCER_VARIABLES = [
+/** How every process that connects reaches Redis and PostgreSQL. */
+const REDIS_CONNECTION_VARIABLES = [
   'REDIS_URL',
+  'REDIS_PASSWORD',
+  'REDIS_PASSWORD_FILE',
+  'REDIS_TLS_CA_FILE',
+  'REDIS_TLS_REJECT_UNAUTHORIZED',
+] as const satisfies readonly VariableName[];
+
+const DATABASE_CONNECTION_VARIABLES = [
   'DATABASE_URL',
+  'DATABASE_PASSWORD',
+  'DATABASE_PASSWORD_FILE',
+  'DATABASE_SSL_MODE',
+  'DATABASE_SSL_CA_FILE',
+] as const satisfies readonly VariableName[];
+
+export const PRODUCER_VARIABLES = [
+  ...REDIS_CONNECTION_VARIABLES,
+  ...DATABASE_CONNECTION_VARIABLES,
   'PORT',
   'HOST',
   'LOG_LEVEL',
@@ -160,6 +245,10 @@ export const PRODUCER_VARIABLES = [
   'MAX_BACKLOG',
   'BATCH_MAX_TRADES',
   'BODY_LIMIT_BYTES',
+  'API_TOKENS',
+  'API_TOKENS_FILE',
+  'RATE_LIMIT_PER_SECOND',
+  'RATE_LIMIT_BURST',
   'PG_POOL_SIZE',
   'SHUTDOWN_TIMEOUT_MS',
   'TRACING_ENABLED',
@@ -169,8 +258,8 @@ export const PRODUCER_VARIABLES = [
 ] as const satisfies readonly VariableName[];
 
 export const WORKER_VARIABLES = [
-  'REDIS_URL',
-  'DATABASE_URL',
+  ...REDIS_CONNECTION_VARIABLES,
+  ...DATABASE_CONNECTION_VARIABLES,
   'LOG_LEVEL',
   'TRADEFLEET_NAMESPACE',
   'WORKER_CONCURRENCY',
@@ -186,7 +275,10 @@ export const WORKER_VARIABLES = [
   'TRACING_ENABLED',
 ] as const satisfies readonly VariableName[];
 
-export const MIGRATE_VARIABLES = ['DATABASE_URL', 'LOG_LEVEL'] as const satisfies readonly VariableName[];
+export const MIGRATE_VARIABLES = [
+  ...DATABASE_CONNECTION_VARIABLES,
+  'LOG_LEVEL',
+] as const satisfies readonly VariableName[];
 
 export const VARIABLES_BY_PROCESS: Readonly<Record<ProcessName, readonly VariableName[]>> = {
   producer: PRODUCER_VARIABLES,
@@ -194,8 +286,80 @@ export const VARIABLES_BY_PROCESS: Readonly<Record<ProcessName, readonly Variabl
   migrate: MIGRATE_VARIABLES,
 };
 
+/** PostgreSQL connection-string parameters that would override DATABASE_SSL_MODE (pg reads them itself). */
+const URL_SSL_PARAMETERS = ['ssl', 'sslmode', 'sslrootcert', 'sslcert', 'sslkey', 'sslnegotiation'];
+
+function urlSslParameters(raw: string): string[] {
+  try {
+    const params = new URL(raw).searchParams;
+    return URL_SSL_PARAMETERS.filter((p) => params.has(p));
+  } catch {
+    return [];
+  }
+}
+
+const isTlsUrl = (raw: string): boolean => raw.trim().toLowerCase().startsWith('rediss://');
+
 /** Rules across variables; reported together with the per-variable problems. */
 export const crossChecks: readonly CrossCheck<ConfigValues>[] = [
+  {
+    variables: ['REDIS_PASSWORD', 'REDIS_PASSWORD_FILE'],
+    check: (v) =>
+      v.REDIS_PASSWORD !== '' && v.REDIS_PASSWORD_FILE !== ''
+        ? 'REDIS_PASSWORD and REDIS_PASSWORD_FILE are both set: it is not clear which password is meant. ' +
+          'Fix: unset one of them (in Kubernetes, keep the file from the mounted Secret).'
+        : undefined,
+  },
+  {
+    variables: ['DATABASE_PASSWORD', 'DATABASE_PASSWORD_FILE'],
+    check: (v) =>
+      v.DATABASE_PASSWORD !== '' && v.DATABASE_PASSWORD_FILE !== ''
+        ? 'DATABASE_PASSWORD and DATABASE_PASSWORD_FILE are both set: it is not clear which password is meant. ' +
+          'Fix: unset one of them.'
+        : undefined,
+  },
+  {
+    variables: ['REDIS_TLS_CA_FILE', 'REDIS_URL'],
+    check: (v) =>
+      v.REDIS_TLS_CA_FILE !== '' && !isTlsUrl(v.REDIS_URL)
+        ? `REDIS_TLS_CA_FILE is set but REDIS_URL uses redis:// (no TLS), so the CA would never be used. ` +
+          'Fix: use a rediss:// URL (the TLS port of your Redis), or unset REDIS_TLS_CA_FILE.'
+        : undefined,
+  },
+  {
+    variables: ['REDIS_TLS_REJECT_UNAUTHORIZED', 'REDIS_URL'],
+    check: (v) =>
+      !v.REDIS_TLS_REJECT_UNAUTHORIZED && !isTlsUrl(v.REDIS_URL)
+        ? 'REDIS_TLS_REJECT_UNAUTHORIZED=false is set but REDIS_URL uses redis:// (no TLS). ' +
+          'Fix: use a rediss:// URL, or unset REDIS_TLS_REJECT_UNAUTHORIZED.'
+        : undefined,
+  },
+  {
+    variables: ['DATABASE_SSL_CA_FILE', 'DATABASE_SSL_MODE'],
+    check: (v) =>
+      v.DATABASE_SSL_CA_FILE !== '' && v.DATABASE_SSL_MODE !== 'verify-full'
+        ? `DATABASE_SSL_CA_FILE is set but DATABASE_SSL_MODE=${v.DATABASE_SSL_MODE} does not verify certificates, so the CA would never be used. ` +
+          'Fix: set DATABASE_SSL_MODE=verify-full, or unset DATABASE_SSL_CA_FILE.'
+        : undefined,
+  },
+  {
+    variables: ['DATABASE_URL'],
+    check: (v) => {
+      const found = urlSslParameters(v.DATABASE_URL);
+      return found.length === 0
+        ? undefined
+        : `DATABASE_URL carries ${found.join(', ')}, which would silently override DATABASE_SSL_MODE (and pg reads sslmode=require as verify-full). ` +
+            'Fix: remove them from the URL and set DATABASE_SSL_MODE (disable, require or verify-full) and DATABASE_SSL_CA_FILE instead.';
+    },
+  },
+  {
+    variables: ['RATE_LIMIT_BURST', 'RATE_LIMIT_PER_SECOND'],
+    check: (v) =>
+      v.RATE_LIMIT_BURST > 0 && v.RATE_LIMIT_PER_SECOND === 0
+        ? `RATE_LIMIT_BURST=${v.RATE_LIMIT_BURST} is set but RATE_LIMIT_PER_SECOND=0 turns rate limiting off. ` +
+          'Fix: set RATE_LIMIT_PER_SECOND to the trades per second one client may submit, or unset RATE_LIMIT_BURST.'
+        : undefined,
+  },
   {
     variables: ['STALLED_INTERVAL_MS', 'LOCK_DURATION_MS'],
     check: (v) =>

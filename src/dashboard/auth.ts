@@ -1,7 +1,8 @@
 /**
  * Dashboard access: one user name and password (DASHBOARD_USER,
  * DASHBOARD_PASSWORD), presented either through the login form (which sets a
- * signed session cookie) or as HTTP Basic credentials (scripts, curl).
+ * signed session cookie) or as HTTP Basic credentials (scripts, curl); or one
+ * of the producer API's bearer tokens (API_TOKENS), for scripts and monitors.
  *
  * - Credentials are compared as SHA-256 digests with timingSafeEqual, user and
  *   password both, with no early exit: the time taken says nothing about which
@@ -24,12 +25,34 @@ function equalDigests(a: Buffer, b: Buffer): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-/** Who is calling: the session (cookie) or Basic credentials. */
+/** Who is calling: the session (cookie), Basic credentials or an API bearer token. */
 export interface Principal {
+  /** The dashboard user, or `token:<tokenId>` for a bearer token (never the token). */
   readonly user: string;
-  readonly via: 'session' | 'basic';
+  readonly via: 'session' | 'basic' | 'bearer';
   /** What the CSRF token is bound to. */
   readonly binding: string;
+}
+
+/** The narrow part of the producer's TokenVerifier the dashboard uses. */
+export interface BearerVerifier {
+  check(header: string | undefined): { ok: true; id: string } | { ok: false };
+}
+
+/**
+ * The principal of an `Authorization: Bearer ...` header carrying one of the
+ * API tokens. A browser never attaches such a header by itself, so a bearer
+ * request cannot be forged by another site: actions need no CSRF token.
+ */
+export function verifyBearer(
+  verifier: BearerVerifier | undefined,
+  header: string | undefined,
+): Principal | undefined {
+  if (verifier === undefined || !/^Bearer /i.test(header ?? '')) return undefined;
+  const result = verifier.check(header);
+  if (!result.ok) return undefined;
+  const user = `token:${result.id}`;
+  return { user, via: 'bearer', binding: `bearer\0${user}` };
 }
 
 export class DashboardAuth {

@@ -10,9 +10,9 @@
  *   tradeId and by partition key.
  *
  * Access: nothing without the configured credentials (login form and signed
- * session cookie, or HTTP Basic), every state change is a POST with a CSRF
- * token and a same-origin check, and DASHBOARD_READ_ONLY refuses them (403),
- * bull-board's included. Pages carry a strict Content-Security-Policy and
+ * session cookie, HTTP Basic, or an API bearer token), every state change is
+ * a POST with a same-origin check and (except with a bearer token) a CSRF
+ * token, and DASHBOARD_READ_ONLY refuses them (403), bull-board's included. Pages carry a strict Content-Security-Policy and
  * every value is escaped (html.ts).
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -43,7 +43,16 @@ import {
   type ActionDeps,
   type ActionOutcome,
 } from './actions';
-import { cookie, DashboardAuth, readCookie, SESSION_COOKIE, SESSION_TTL_MS, type Principal } from './auth';
+import {
+  cookie,
+  DashboardAuth,
+  readCookie,
+  SESSION_COOKIE,
+  SESSION_TTL_MS,
+  verifyBearer,
+  type BearerVerifier,
+  type Principal,
+} from './auth';
 import {
   deadLettersPage,
   loginPage,
@@ -73,6 +82,12 @@ export interface DashboardAccess {
   readonly refreshSeconds?: number;
   /** Mount bull-board at /dashboard/queues. @default true */
   readonly bullBoard?: boolean;
+  /**
+   * Accept the API's bearer tokens too (`Authorization: Bearer <token>`), with
+   * the access of a logged-in user: DASHBOARD_READ_ONLY still refuses actions.
+   * @default none
+   */
+  readonly bearer?: BearerVerifier;
 }
 
 export interface DashboardPluginOptions extends DashboardAccess {
@@ -179,7 +194,8 @@ export async function registerDashboard(app: FastifyInstance, opts: DashboardPlu
     if (PUBLIC.has(url)) return;
     const principal =
       auth.verifySession(readCookie(request.headers.cookie, SESSION_COOKIE)) ??
-      auth.verifyBasic(request.headers.authorization);
+      auth.verifyBasic(request.headers.authorization) ??
+      verifyBearer(opts.bearer, request.headers.authorization);
     if (!principal) {
       if (wantsHtml(request) && request.method === 'GET') {
         void reply.header('www-authenticate', 'FormBased realm="tradefleet-dashboard"');
@@ -532,7 +548,8 @@ export async function registerDashboard(app: FastifyInstance, opts: DashboardPlu
         opts.metrics.actions.inc({ action: name, result: 'refused' });
         return answer(403, false, 'The dashboard is read-only (DASHBOARD_READ_ONLY): no action is allowed.');
       }
-      if (!auth.checkCsrf(principal, form._csrf)) {
+      // A bearer token is never sent by a browser on its own: no cross-site forgery to guard against.
+      if (principal.via !== 'bearer' && !auth.checkCsrf(principal, form._csrf)) {
         opts.metrics.actions.inc({ action: name, result: 'refused' });
         return answer(403, false, 'Invalid or missing CSRF token: reload the page and try again.');
       }

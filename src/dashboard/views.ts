@@ -12,7 +12,7 @@ import { formatAge, formatTime, html, query, type SafeHtml } from './html';
 export interface PageContext {
   readonly base: string;
   readonly user: string;
-  readonly via: 'session' | 'basic';
+  readonly via: 'session' | 'basic' | 'bearer';
   readonly readOnly: boolean;
   readonly csrf: string;
   /** Seconds between refreshes; 0 = none. */

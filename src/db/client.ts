@@ -1,7 +1,10 @@
 /**
  * The one factory that opens PostgreSQL connections. Only a main.ts (or runMigrate)
- * calls it; everything else receives the Kysely instance.
+ * calls it, with pgConnection(config) from src/config/connections.ts for the URL,
+ * password and TLS; everything else receives the Kysely instance.
  */
+import type { ConnectionOptions } from 'node:tls';
+
 import { Kysely, PostgresDialect } from 'kysely';
 import { Pool, types as pgTypes, type CustomTypesConfig } from 'pg';
 import type { Database } from './types';
@@ -29,8 +32,13 @@ export interface DbLogger {
 }
 
 export interface DbConfig {
-  /** postgres:// URL. */
+  /** postgres:// URL, password included (build it with pgConnection in src/config/connections.ts). */
   readonly databaseUrl: string;
+  /**
+   * TLS: false for none, or Node TLS options (pgConnection derives them from
+   * DATABASE_SSL_MODE). @default pg's own default (none unless the URL or PGSSLMODE asks)
+   */
+  readonly ssl?: false | ConnectionOptions;
   /** Maximum connections of the pool. */
   readonly poolSize: number;
   /** @default 'tradefleet' (shown in pg_stat_activity) */
@@ -52,6 +60,7 @@ export function createDb(config: DbConfig): DbHandle {
     connectionString: config.databaseUrl,
     max: config.poolSize,
     application_name: config.applicationName ?? 'tradefleet',
+    ...(config.ssl === undefined ? {} : { ssl: config.ssl }),
     types: typeParsers,
     // A connect to a host that silently drops packets must fail, not hang until
     // the OS gives up: the worker's circuit breaker only sees failures.

@@ -9,6 +9,7 @@
 import { sql, type Kysely } from 'kysely';
 import { Migrator, type Migration, type MigrationResult } from 'kysely';
 import { loadMigrateConfig, type Env } from '../config';
+import { pgConnection } from '../config/connections';
 import { createLogger, type Logger } from '../observability/logger';
 import { createDb } from './client';
 import { migrations as allMigrations } from './migrations';
@@ -117,7 +118,7 @@ export async function runMigrate(
   const config = loadMigrateConfig(env);
   const logger = deps.logger ?? createLogger({ level: config.logLevel, name: 'tradefleet-migrate' });
   // The Migrator holds one connection for its lock and transaction; one more for its checks.
-  const handle = createDb({ databaseUrl: config.databaseUrl, poolSize: 2, logger });
+  const handle = createDb({ ...pgConnection(config), poolSize: 2, logger });
   try {
     const result = await migrateToLatest(handle.db);
     logger.info(

@@ -24,6 +24,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import tls from 'node:tls';
 import { Client } from 'pg';
 
 // ---------------------------------------------------------------------------
@@ -320,10 +321,17 @@ export interface RedisServerOptions {
   readonly port?: number;
   /** @default 10000 */
   readonly startTimeoutMs?: number;
+  /** Require this password (`requirepass`); `url` does not carry it. @default none */
+  readonly password?: string;
+  /**
+   * TLS only: the server listens on `port` with TLS and has no plain port;
+   * `url` is rediss://. Clients are not asked for certificates. @default plain TCP
+   */
+  readonly tls?: { readonly certFile: string; readonly keyFile: string; readonly caFile: string };
 }
 
 export interface RedisServer {
-  /** `redis://127.0.0.1:<port>` */
+  /** `redis://127.0.0.1:<port>` (`rediss://` with the tls option), never with the password. */
   readonly url: string;
   readonly port: number;
   /** Changes on restart(). */
@@ -352,9 +360,15 @@ export function redisServerBinary(): string {
  * True when the Redis on `port` answers and is the process `pid` (INFO server's
  * process_id): a port taken by another Redis must not pass for ours.
  */
-function redisIsUp(port: number, pid: number): Promise<boolean> {
+function redisIsUp(
+  port: number,
+  pid: number,
+  access: { password?: string; caFile?: string } = {},
+): Promise<boolean> {
   return new Promise((resolve) => {
-    const sock = net.connect({ host: '127.0.0.1', port });
+    const sock = access.caFile
+      ? tls.connect({ host: '127.0.0.1', port, ca: fs.readFileSync(access.caFile), servername: 'localhost' })
+      : net.connect({ host: '127.0.0.1', port });
     let buf = '';
     const done = (ok: boolean) => {
       sock.destroy();
@@ -362,9 +376,22 @@ function redisIsUp(port: number, pid: number): Promise<boolean> {
     };
     sock.setTimeout(1000, () => done(false));
     sock.once('error', () => done(false));
-    sock.once('connect', () => sock.write('INFO server\r\n'));
+    const ask = () =>
+      sock.write(
+        (access.password === undefined ? '' : `AUTH ${JSON.stringify(access.password)}\r\n`) +
+          'INFO server\r\n',
+      );
+    sock.once(access.caFile ? 'secureConnect' : 'connect', ask);
+    let authed = access.password === undefined;
     sock.on('data', (d) => {
       buf += d.toString();
+      if (!authed) {
+        // AUTH answers "+OK" first; anything else (-WRONGPASS) means not ours.
+        if (buf.length < 5) return;
+        if (!buf.startsWith('+OK\r\n')) return done(false);
+        buf = buf.slice(5);
+        authed = true;
+      }
       // "-LOADING ..." while the AOF is replayed: not ready yet.
       if (buf.startsWith('-')) return done(false);
       const m = /process_id:(\d+)/.exec(buf);
@@ -401,8 +428,20 @@ async function startRedisOnce(opts: RedisServerOptions): Promise<RedisServer> {
   const logFile = path.join(dir, 'redis.log');
   const timeoutMs = opts.startTimeoutMs ?? 10_000;
   // prettier-ignore
+  const listen = opts.tls
+    ? [
+        '--port', '0',
+        '--tls-port', String(port),
+        '--tls-cert-file', opts.tls.certFile,
+        '--tls-key-file', opts.tls.keyFile,
+        '--tls-ca-cert-file', opts.tls.caFile,
+        '--tls-auth-clients', 'no',
+      ]
+    : ['--port', String(port)];
+  // prettier-ignore
   const args = [
-    '--port', String(port),
+    ...listen,
+    ...(opts.password === undefined ? [] : ['--requirepass', opts.password]),
     '--bind', '127.0.0.1',
     '--dir', dir,
     '--daemonize', 'no',
@@ -430,7 +469,10 @@ async function startRedisOnce(opts: RedisServerOptions): Promise<RedisServer> {
     });
     try {
       await waitReady(`redis-server on 127.0.0.1:${port}`, p, logFile, timeoutMs, () =>
-        redisIsUp(port, p.pid),
+        redisIsUp(port, p.pid, {
+          ...(opts.password === undefined ? {} : { password: opts.password }),
+          ...(opts.tls ? { caFile: opts.tls.caFile } : {}),
+        }),
       );
     } catch (err) {
       await terminate(p, 'SIGKILL', 1000).catch(() => undefined);
@@ -452,7 +494,7 @@ async function startRedisOnce(opts: RedisServerOptions): Promise<RedisServer> {
   };
 
   return {
-    url: `redis://127.0.0.1:${port}`,
+    url: `${opts.tls ? 'rediss' : 'redis'}://127.0.0.1:${port}`,
     port,
     dir,
     get pid() {
@@ -492,6 +534,16 @@ export interface PostgresServerOptions {
   readonly settings?: Readonly<Record<string, string>>;
   /** @default 30000 */
   readonly startTimeoutMs?: number;
+  /**
+   * TCP clients must log in as `postgres` with this password (scram-sha-256);
+   * `url` does not carry it. The Unix socket stays trusted. @default trust, no password
+   */
+  readonly password?: string;
+  /**
+   * TLS only on TCP (`hostssl`): plain TCP connections are refused. The files
+   * are copied into the server's directory (PostgreSQL wants its key private). @default no TLS
+   */
+  readonly tls?: { readonly certFile: string; readonly keyFile: string };
 }
 
 export interface PostgresServer {
@@ -589,8 +641,17 @@ function run(cmd: string, args: string[], cwd: string, runAs?: RunAs): Promise<v
  * True when `select 1` works on `url` and the server there is ours (its data
  * directory is `dataDir`): a port taken by another PostgreSQL must not pass for ours.
  */
-async function postgresIsUp(url: string, dataDir: string): Promise<boolean> {
-  const client = new Client({ connectionString: url, connectionTimeoutMillis: 1000 });
+async function postgresIsUp(url: string, dataDir: string, socketDir?: string): Promise<boolean> {
+  // Over the (trusted) Unix socket when TCP needs a password or TLS.
+  const client = socketDir
+    ? new Client({
+        host: socketDir,
+        port: Number(new URL(url).port),
+        user: 'postgres',
+        database: 'postgres',
+        connectionTimeoutMillis: 1000,
+      })
+    : new Client({ connectionString: url, connectionTimeoutMillis: 1000 });
   client.on('error', () => undefined);
   try {
     await client.connect();
@@ -652,11 +713,35 @@ async function startPostgresOnce(opts: PostgresServerOptions): Promise<PostgresS
       root,
       runAs,
     );
+    if (opts.password !== undefined || opts.tls) {
+      const method = opts.password === undefined ? 'trust' : 'scram-sha-256';
+      const host = opts.tls ? 'hostssl' : 'host';
+      fs.writeFileSync(
+        path.join(dataDir, 'pg_hba.conf'),
+        [
+          'local all all trust',
+          `${host} all all 127.0.0.1/32 ${method}`,
+          `${host} all all ::1/128 ${method}`,
+          '',
+        ].join('\n'),
+      );
+    }
+    if (opts.tls) {
+      for (const [from, to] of [
+        [opts.tls.certFile, 'server.crt'],
+        [opts.tls.keyFile, 'server.key'],
+      ] as const) {
+        fs.copyFileSync(from, path.join(root, to));
+        fs.chmodSync(path.join(root, to), 0o600);
+        if (runAs) fs.chownSync(path.join(root, to), runAs.uid, runAs.gid);
+      }
+    }
     port = opts.port ?? (await freePort());
   } catch (err) {
     cleanup();
     throw err;
   }
+  const socketDir = opts.password !== undefined || opts.tls ? root : undefined;
 
   const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
   // prettier-ignore
@@ -674,8 +759,12 @@ async function startPostgresOnce(opts: PostgresServerOptions): Promise<PostgresS
     '-c', `full_page_writes=${opts.durable ? 'on' : 'off'}`,
     '-c', 'max_connections=300',
     '-c', 'log_line_prefix=%m [%p] ',
+    ...(opts.tls
+      ? ['-c', 'ssl=on', '-c', `ssl_cert_file=${path.join(root, 'server.crt')}`, '-c', `ssl_key_file=${path.join(root, 'server.key')}`]
+      : []),
     ...Object.entries(opts.settings ?? {}).flatMap(([k, v]) => ['-c', `${k}=${v}`]),
   ];
+  let passwordSet = false;
 
   const start = async () => {
     const p = launch(path.join(binDir, 'postgres'), args, logFile, root, runAs);
@@ -693,8 +782,19 @@ async function startPostgresOnce(opts: PostgresServerOptions): Promise<PostgresS
     });
     try {
       await waitReady(`postgres on 127.0.0.1:${port}`, p, logFile, timeoutMs, () =>
-        postgresIsUp(url, dataDir),
+        postgresIsUp(url, dataDir, socketDir),
       );
+      if (opts.password !== undefined && !passwordSet) {
+        const admin = new Client({ host: root, port, user: 'postgres', database: 'postgres' });
+        await admin.connect();
+        try {
+          // A literal, not a parameter: ALTER ROLE takes no bind parameters.
+          await admin.query(`alter role postgres password '${opts.password.replace(/'/g, "''")}'`);
+        } finally {
+          await admin.end();
+        }
+        passwordSet = true;
+      }
     } catch (err) {
       await terminate(p, 'SIGQUIT', 2000).catch(() => undefined);
       throw err;

@@ -17,6 +17,7 @@ import Fastify, {
 } from 'fastify';
 
 import { TokenVerifier } from './auth';
+import { RateLimiter } from './rate-limit';
 import { fieldDetail, unsupportedMediaType, type ProducerDeps, type RouteContext } from './context';
 import { ApiError, describeError, type ErrorBody } from './errors';
 import { registerHealthRoutes } from './health';
@@ -45,6 +46,22 @@ const DASHBOARD_PREFIX = '/dashboard';
 
 /** Slow-client guard: the whole request must arrive within this. */
 const REQUEST_TIMEOUT_MS = 30_000;
+
+/** Routes the rate limit applies to: the API itself, not probes, metrics or the dashboard. */
+const LIMITED_PREFIX = '/v1/';
+
+/** At most one summary line about refused (rate-limited) requests per this interval. */
+const RATE_LIMIT_LOG_INTERVAL_MS = 60_000;
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /**
+     * Who is calling, for the rate limit and the logs: `token:<tokenId>` (a
+     * short hash, never the token) when authenticated, else `ip:<address>`.
+     */
+    tradefleetClient?: string;
+  }
+}
 
 /** Extra headers an ApiError response carries (WWW-Authenticate). */
 const errorHeaders = new WeakMap<ApiError, Record<string, string>>();
@@ -127,6 +144,14 @@ export function buildProducerApp(deps: ProducerDeps): FastifyInstance {
       );
     },
   });
+  const limiter =
+    deps.rateLimit && deps.rateLimit.perSecond > 0
+      ? new RateLimiter({
+          perSecond: deps.rateLimit.perSecond,
+          burst: Math.max(1, deps.rateLimit.burst),
+          ...(deps.rateLimit.maxClients === undefined ? {} : { maxClients: deps.rateLimit.maxClients }),
+        })
+      : undefined;
   const ctx: RouteContext = {
     deps,
     metrics,
@@ -135,9 +160,27 @@ export function buildProducerApp(deps: ProducerDeps): FastifyInstance {
     redisTimeoutMs,
     dbTimeoutMs: deps.dbTimeoutMs ?? 5000,
     readinessTimeoutMs: deps.readinessTimeoutMs ?? 1000,
+    chargeTrades: (request, trades) => {
+      // One unit was taken when the request was admitted.
+      if (limiter && request.tradefleetClient !== undefined)
+        limiter.charge(request.tradefleetClient, trades - 1);
+    },
   };
   const bodyLimit = deps.config.bodyLimitBytes;
   const verifier = new TokenVerifier(deps.authTokens ?? []);
+  let refused = 0;
+  let refusedLoggedAt = 0;
+  const noteRefused = (client: string) => {
+    refused += 1;
+    const now = Date.now();
+    if (now - refusedLoggedAt < RATE_LIMIT_LOG_INTERVAL_MS) return;
+    deps.logger.warn(
+      { refused, client, clients: limiter?.size ?? 0 },
+      `rate limit: ${refused} request(s) refused since the last report (RATE_LIMIT_PER_SECOND=${deps.rateLimit?.perSecond})`,
+    );
+    refused = 0;
+    refusedLoggedAt = now;
+  };
 
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
@@ -214,13 +257,32 @@ export function buildProducerApp(deps: ProducerDeps): FastifyInstance {
       );
     }
     const route = request.routeOptions.url ?? '';
-    if (!verifier.enabled || OPEN_ROUTES.has(route)) return;
+    if (OPEN_ROUTES.has(route)) return;
     if (deps.dashboard && (route === DASHBOARD_PREFIX || route.startsWith(`${DASHBOARD_PREFIX}/`))) return;
-    const result = verifier.check(request.headers.authorization);
-    if (!result.ok) {
-      throw withHeaders(new ApiError('unauthorized', result.message), {
-        'www-authenticate': result.wwwAuthenticate,
-      });
+    if (verifier.enabled) {
+      const result = verifier.check(request.headers.authorization);
+      if (!result.ok) {
+        throw withHeaders(new ApiError('unauthorized', result.message), {
+          'www-authenticate': result.wwwAuthenticate,
+        });
+      }
+      request.tradefleetClient = `token:${result.id}`;
+    } else {
+      request.tradefleetClient = `ip:${request.ip}`;
+    }
+    // Before the body is read: an exhausted client costs no parsing.
+    if (limiter && route.startsWith(LIMITED_PREFIX)) {
+      const admission = limiter.admit(request.tradefleetClient);
+      if (!admission.ok) {
+        noteRefused(request.tradefleetClient);
+        throw new ApiError(
+          'rate_limited',
+          `too many trades from this client: at most ${deps.rateLimit?.perSecond} per second ` +
+            `(burst ${deps.rateLimit?.burst}) per producer replica; nothing was enqueued; retry after ${admission.retryAfterSeconds} s`,
+          undefined,
+          { retryAfterSeconds: admission.retryAfterSeconds },
+        );
+      }
     }
   });
 
@@ -255,8 +317,14 @@ export function buildProducerApp(deps: ProducerDeps): FastifyInstance {
         { code: apiError.code, status: apiError.status, details: apiError.details },
         apiError.message,
       );
+    } else if (apiError.code === 'rate_limited') {
+      // One line per refusal would cost more than the refusal: a periodic summary is logged instead.
+      request.log.debug({ code: apiError.code, client: request.tradefleetClient }, 'request rejected');
     } else {
-      request.log.info({ code: apiError.code, status: apiError.status }, 'request rejected');
+      request.log.info(
+        { code: apiError.code, status: apiError.status, client: request.tradefleetClient },
+        'request rejected',
+      );
     }
     return sendError(reply, apiError);
   });
@@ -278,6 +346,8 @@ export function buildProducerApp(deps: ProducerDeps): FastifyInstance {
     void app.register(registerDashboard, {
       prefix: DASHBOARD_PREFIX,
       ...deps.dashboard,
+      // The API's bearer tokens open the dashboard too (scripts, monitoring); see src/dashboard.
+      ...(verifier.enabled ? { bearer: verifier } : {}),
       queue: deps.queue,
       redis: deps.redis,
       db: deps.db,

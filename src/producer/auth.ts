@@ -15,16 +15,27 @@ export const AUTH_REALM = 'tradefleet';
 
 const digest = (token: string): Buffer => createHash('sha256').update(token, 'utf8').digest();
 
+/**
+ * A short, stable name for a token that reveals nothing usable about it: the
+ * first 12 hex digits of its SHA-256. Rate limits are keyed by it and logs may
+ * carry it (`client`), so operators can tell clients apart without the token.
+ */
+export function tokenId(token: string): string {
+  return digest(token).toString('hex').slice(0, 12);
+}
+
 /** The outcome of {@link TokenVerifier.check}. */
 export type AuthResult =
-  | { ok: true }
+  | { ok: true; /** tokenId of the token presented */ id: string }
   | { ok: false; reason: 'missing' | 'malformed' | 'invalid'; wwwAuthenticate: string; message: string };
 
 export class TokenVerifier {
   private readonly digests: readonly Buffer[];
+  private readonly ids: readonly string[];
 
   constructor(tokens: readonly string[]) {
-    this.digests = tokens.filter((t) => t.length > 0).map(digest);
+    this.digests = [...new Set(tokens.filter((t) => t.length > 0))].map(digest);
+    this.ids = this.digests.map((d) => d.toString('hex').slice(0, 12));
   }
 
   /** False when no token is configured: authentication is off. */
@@ -53,9 +64,11 @@ export class TokenVerifier {
       };
     }
     const presented = digest(m[1]!);
-    let match = false;
-    for (const d of this.digests) match = timingSafeEqual(presented, d) || match;
-    if (match) return { ok: true };
+    let match = -1;
+    this.digests.forEach((d, i) => {
+      if (timingSafeEqual(presented, d)) match = i;
+    });
+    if (match >= 0) return { ok: true, id: this.ids[match]! };
     return {
       ok: false,
       reason: 'invalid',

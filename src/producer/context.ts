@@ -2,11 +2,12 @@
  * What the producer's route modules share: the injected dependencies, the
  * metrics, the deadlines, and small helpers for request checks.
  */
+import type { FastifyRequest } from 'fastify';
 import type { Redis } from 'ioredis';
 import type { Kysely } from 'kysely';
 import type { Registry } from 'prom-client';
 
-import type { ProducerConfig } from '../config';
+import type { ProducerConfig, RateLimitConfig } from '../config';
 import type { Database } from '../db/types';
 import type { Logger } from '../observability/logger';
 import type { DashboardAccess } from '../dashboard';
@@ -31,6 +32,11 @@ export interface ProducerDeps {
    * but /healthz and /readyz requires one of them when set.
    */
   readonly authTokens?: readonly string[];
+  /**
+   * Per-client token bucket, in trades per second (see rate-limit.ts); absent
+   * or perSecond 0: off. maxClients caps the buckets kept. @default off
+   */
+  readonly rateLimit?: RateLimitConfig & { readonly maxClients?: number };
   /** The dashboard at /dashboard (its credentials and operator tools); absent: no dashboard. */
   readonly dashboard?: DashboardAccess;
   /** Spans and trace context through the queue. @default off */
@@ -52,6 +58,8 @@ export interface RouteContext {
   readonly redisTimeoutMs: number;
   readonly dbTimeoutMs: number;
   readonly readinessTimeoutMs: number;
+  /** Counts a request's trades against its client's rate limit, once the number is known. */
+  readonly chargeTrades: (request: FastifyRequest, trades: number) => void;
 }
 
 /** A one-item `details` list. */

@@ -84,6 +84,12 @@ export const ERROR_CATALOGUE = {
       'Backpressure: accepting the request would take the number of unapplied trades past MAX_BACKLOG. Nothing was enqueued (a batch is refused as a whole). Retry after `Retry-After` seconds, with backoff.',
     retryAfterSeconds: 5,
   },
+  rate_limited: {
+    status: 429,
+    description:
+      'This client (its bearer token, or its IP address when authentication is off) has submitted more than RATE_LIMIT_PER_SECOND trades per second, beyond a burst of RATE_LIMIT_BURST, to this producer replica. A single trade counts 1, a batch its number of trades, any other /v1 request 1. Nothing was enqueued. Retry after the `Retry-After` seconds of the response (computed for this client; the value below is the least).',
+    retryAfterSeconds: 1,
+  },
   internal_error: {
     status: 500,
     description:
@@ -151,12 +157,13 @@ export class ApiError extends Error {
     readonly code: ErrorCode,
     message: string,
     readonly details?: readonly ErrorDetail[],
-    options?: { cause?: unknown },
+    /** `retryAfterSeconds` replaces the catalogue's value for this one response (e.g. a rate limit's wait). */
+    options?: { cause?: unknown; retryAfterSeconds?: number },
   ) {
-    super(message, options);
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     const spec: ErrorSpec = ERROR_CATALOGUE[code];
     this.status = spec.status;
-    this.retryAfterSeconds = spec.retryAfterSeconds;
+    this.retryAfterSeconds = options?.retryAfterSeconds ?? spec.retryAfterSeconds;
   }
 
   toBody(): ErrorBody {

@@ -10,9 +10,10 @@
  */
 import { takeEarlySignal } from '../cli/early-signal';
 import type { FastifyInstance } from 'fastify';
-import IORedis, { type RedisOptions } from 'ioredis';
+import type { RedisOptions } from 'ioredis';
 
 import { describeConfig, loadProducerConfig, type Env, type ProducerConfig } from '../config';
+import { createRedis, pgConnection } from '../config/connections';
 import { createDb } from '../db/client';
 import { createLogger, type Logger } from '../observability/logger';
 import { createRegistry } from '../observability/metrics';
@@ -63,10 +64,7 @@ export async function runProducer(
   const logger = options.logger ?? createLogger({ level: config.logLevel, name: 'tradefleet-producer' });
   logger.info({ config: describeConfig(config) }, 'starting producer');
 
-  const redis = new IORedis(config.redisUrl, {
-    ...producerRedisOptions(),
-    connectionName: 'tradefleet-producer',
-  });
+  const redis = createRedis(config, { ...producerRedisOptions(), connectionName: 'tradefleet-producer' });
   // Without a listener ioredis prints every reconnect failure to stderr; log it once per outage.
   let redisDown = false;
   redis.on('error', (err: Error) => {
@@ -79,7 +77,7 @@ export async function runProducer(
   });
 
   const dbHandle = createDb({
-    databaseUrl: config.databaseUrl,
+    ...pgConnection(config),
     poolSize: config.pgPoolSize,
     applicationName: 'tradefleet-producer',
     logger,
@@ -95,13 +93,14 @@ export async function runProducer(
     : undefined;
   if (!admin) logger.info('dashboard off: set DASHBOARD_PASSWORD to serve /dashboard');
 
-  // API tokens are not part of ProducerConfig yet: until config gains them, auth stays off.
   const app = buildProducerApp({
     queue,
     redis,
     db: dbHandle.db,
     config,
     logger,
+    authTokens: config.apiTokens,
+    rateLimit: config.rateLimit,
     metricsRegistry: registry,
     tracing: createTracing(config.tracingEnabled),
     ...(admin

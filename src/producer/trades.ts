@@ -251,6 +251,7 @@ export function registerTradeRoutes(app: FastifyInstance, ctx: RouteContext): vo
   app.post('/v1/trades/batch', async (request, reply) => {
     requireJsonContentType(request.headers['content-type']);
     const trades = parseBatchEnvelope(request.body, deps.config.batchMaxTrades);
+    ctx.chargeTrades(request, trades.length);
 
     const results: BatchItemResult[] = new Array<BatchItemResult>(trades.length);
     const valid: { index: number; item: EnqueueItem }[] = [];

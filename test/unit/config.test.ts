@@ -36,7 +36,9 @@ describe('defaults', () => {
   test('an empty environment gives the documented defaults', () => {
     expect(loadWorkerConfig({})).toEqual({
       redisUrl: 'redis://127.0.0.1:6379',
+      redisTls: { rejectUnauthorized: true },
       databaseUrl: 'postgres://postgres@127.0.0.1:5432/tradefleet',
+      databaseSsl: { mode: 'disable' },
       logLevel: 'info',
       namespace: 'tradefleet',
       concurrency: 16,
@@ -53,7 +55,9 @@ describe('defaults', () => {
     });
     expect(loadProducerConfig({})).toEqual({
       redisUrl: 'redis://127.0.0.1:6379',
+      redisTls: { rejectUnauthorized: true },
       databaseUrl: 'postgres://postgres@127.0.0.1:5432/tradefleet',
+      databaseSsl: { mode: 'disable' },
       port: 8080,
       host: '0.0.0.0',
       logLevel: 'info',
@@ -62,6 +66,8 @@ describe('defaults', () => {
       maxBacklog: 1_000_000,
       batchMaxTrades: 1000,
       bodyLimitBytes: 1_048_576,
+      apiTokens: [],
+      rateLimit: { perSecond: 0, burst: 0 },
       pgPoolSize: 10,
       shutdownTimeoutMs: 20000,
       tracingEnabled: false,
@@ -69,6 +75,7 @@ describe('defaults', () => {
     });
     expect(loadMigrateConfig({})).toEqual({
       databaseUrl: 'postgres://postgres@127.0.0.1:5432/tradefleet',
+      databaseSsl: { mode: 'disable' },
       logLevel: 'info',
     });
   });
