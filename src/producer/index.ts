@@ -11,7 +11,8 @@ export {
   type ProducerMetrics,
   type TradeOutcome,
 } from '../observability/metrics';
-export { AUTH_REALM, TokenVerifier, type AuthResult } from './auth';
+export { AUTH_REALM, TokenVerifier, tokenId, type AuthResult } from './auth';
+export { RateLimiter, type Admission, type RateLimiterOptions } from './rate-limit';
 export type { BatchItemResult, BatchResponse, TradeAccepted, TradeDuplicate } from './trades';
 export type {
   AppliedTradeView,
