@@ -331,33 +331,68 @@ export async function lockPositions(
   return rows.map(toPositionRecord);
 }
 
+const positionJson = (positions: readonly NewPositionRecord[]): string =>
+  jsonRows(positions, (p) => ({
+    partition_key: p.partitionKey,
+    account_id: p.accountId,
+    book_id: p.bookId,
+    security_id: p.securityId,
+    ...positionState(p),
+  }));
+
 /**
  * Overwrites every field of several positions the caller holds locked, with
- * updated_at = now(), in one UPDATE ... FROM unnest(...). Returns the number of rows written.
+ * updated_at = now(), in one UPDATE ... FROM json_to_recordset(...). Returns
+ * the number of rows written.
  */
 export async function writeLockedPositions(
   db: Executor,
   positions: readonly NewPositionRecord[],
 ): Promise<number> {
   if (positions.length === 0) return 0;
-  const states = positions.map(positionState);
-  const col = <T>(f: (s: ReturnType<typeof positionState>) => T): T[] => states.map(f);
   const result = await sql`
     update positions as p
        set currency = v.currency, net_quantity = v.net_quantity, bought_quantity = v.bought_quantity,
            sold_quantity = v.sold_quantity, bought_notional = v.bought_notional, sold_notional = v.sold_notional,
            trade_count = v.trade_count, last_seq = v.last_seq, digest = v.digest, lease_epoch = v.lease_epoch,
            updated_at = now()
-      from unnest(${positions.map((p) => p.partitionKey)}::text[], ${col((s) => s.currency)}::text[],
-                  ${col((s) => s.net_quantity)}::numeric[], ${col((s) => s.bought_quantity)}::numeric[],
-                  ${col((s) => s.sold_quantity)}::numeric[], ${col((s) => s.bought_notional)}::numeric[],
-                  ${col((s) => s.sold_notional)}::numeric[], ${col((s) => s.trade_count)}::int8[],
-                  ${col((s) => s.last_seq)}::int8[], ${col((s) => s.digest)}::text[],
-                  ${col((s) => s.lease_epoch)}::int8[])
-           as v(partition_key, currency, net_quantity, bought_quantity, sold_quantity, bought_notional,
-                sold_notional, trade_count, last_seq, digest, lease_epoch)
+      from json_to_recordset(${positionJson(positions)}::json)
+           as v(partition_key text, currency text, net_quantity numeric, bought_quantity numeric,
+                sold_quantity numeric, bought_notional numeric, sold_notional numeric, trade_count int8,
+                last_seq int8, digest text, lease_epoch int8)
      where p.partition_key = v.partition_key`.execute(db);
   return Number(result.numAffectedRows ?? 0n);
+}
+
+/**
+ * Inserts positions that did not exist when the transaction looked (see
+ * lockPositions), in key order. A row created meanwhile by another
+ * transaction is left alone (ON CONFLICT DO NOTHING, after waiting for that
+ * transaction): the answer lists only the keys inserted, so the caller can
+ * tell it lost a race and must roll back.
+ */
+export async function insertNewPositions(
+  db: Executor,
+  positions: readonly NewPositionRecord[],
+): Promise<string[]> {
+  if (positions.length === 0) return [];
+  const sorted = [...positions].sort((a, b) =>
+    a.partitionKey < b.partitionKey ? -1 : a.partitionKey > b.partitionKey ? 1 : 0,
+  );
+  const result = await sql<{ partition_key: string }>`
+    insert into positions (partition_key, account_id, book_id, security_id, currency, net_quantity,
+                           bought_quantity, sold_quantity, bought_notional, sold_notional, trade_count,
+                           last_seq, digest, lease_epoch)
+    select v.partition_key, v.account_id, v.book_id, v.security_id, v.currency, v.net_quantity,
+           v.bought_quantity, v.sold_quantity, v.bought_notional, v.sold_notional, v.trade_count,
+           v.last_seq, v.digest, v.lease_epoch
+      from json_to_recordset(${positionJson(sorted)}::json)
+           as v(partition_key text, account_id text, book_id text, security_id text, currency text,
+                net_quantity numeric, bought_quantity numeric, sold_quantity numeric, bought_notional numeric,
+                sold_notional numeric, trade_count int8, last_seq int8, digest text, lease_epoch int8)
+    on conflict (partition_key) do nothing
+    returning partition_key`.execute(db);
+  return result.rows.map((r) => r.partition_key);
 }
 
 /** Where a tradeId is already known to PostgreSQL: an applied trade or a dead letter. */
@@ -433,15 +468,60 @@ const isoOrNull = (v: Date | string | undefined): string | null =>
   v === undefined ? null : v instanceof Date ? v.toISOString() : v;
 
 /**
- * One INSERT ... SELECT FROM unnest(...) of applied trades: one array parameter
- * per column whatever the number of rows (a multi-row VALUES list would bind
- * 22 parameters per trade and hit PostgreSQL's 65,535 limit near 3,000 rows).
- * A trade_id already present is left alone (ON CONFLICT DO NOTHING). Returns
- * the ids actually inserted, so the caller can tell a lost race from success.
+ * Rows as ONE json parameter (`[{...},{...}]`), read back with
+ * json_to_recordset: one JSON.stringify per row instead of one escaped array
+ * element per column, and one parameter whatever the number of rows (a
+ * multi-row VALUES list binds a parameter per cell and stops near 65,535).
+ * `raw` splices already-serialized JSON values in as they are (a trade's
+ * canonical body), so they are not parsed and serialized again.
+ */
+function jsonRows<T>(
+  rows: readonly T[],
+  fields: (row: T) => Record<string, unknown>,
+  raw?: { key: string; value: (row: T) => string },
+): string {
+  const parts = rows.map((r) => {
+    const text = JSON.stringify(fields(r));
+    return raw ? `${text.slice(0, -1)},${JSON.stringify(raw.key)}:${raw.value(r)}}` : text;
+  });
+  return `[${parts.join(',')}]`;
+}
+
+/**
+ * One INSERT ... SELECT FROM json_to_recordset(...) of applied trades (see
+ * jsonRows). A trade_id already present is left alone (ON CONFLICT DO
+ * NOTHING). Returns the ids actually inserted, so the caller can tell a lost
+ * race from success.
  */
 export async function insertTrades(db: Executor, trades: readonly NewTradeRecord[]): Promise<string[]> {
   if (trades.length === 0) return [];
-  const col = <T>(f: (t: NewTradeRecord) => T): T[] => trades.map(f);
+  const rows = jsonRows(
+    trades,
+    (t) => ({
+      trade_id: t.tradeId,
+      partition_key: t.partitionKey,
+      seq: toSafeNumber(t.seq, 'seq'),
+      type: t.type,
+      ref_trade_id: t.refTradeId,
+      account_id: t.accountId,
+      book_id: t.bookId,
+      security_id: t.securityId,
+      side: t.side,
+      quantity: t.quantity,
+      price: t.price,
+      currency: t.currency,
+      trade_time: isoOrNull(t.tradeTime),
+      payload_hash: t.payloadHash,
+      enqueued_at: isoOrNull(t.enqueuedAt),
+      applied_at: isoOrNull(t.appliedAt),
+      eff_side: t.effSide,
+      eff_quantity: t.effQuantity,
+      eff_price: t.effPrice,
+      eff_currency: t.effCurrency,
+      status: t.status,
+    }),
+    { key: 'payload', value: (t) => (typeof t.payload === 'string' ? t.payload : JSON.stringify(t.payload)) },
+  );
   const result = await sql<{ trade_id: string }>`
     insert into trades (trade_id, partition_key, seq, type, ref_trade_id, account_id, book_id, security_id,
                         side, quantity, price, currency, trade_time, payload, payload_hash, enqueued_at,
@@ -449,21 +529,12 @@ export async function insertTrades(db: Executor, trades: readonly NewTradeRecord
     select v.trade_id, v.partition_key, v.seq, v.type, v.ref_trade_id, v.account_id, v.book_id, v.security_id,
            v.side, v.quantity, v.price, v.currency, v.trade_time, v.payload, v.payload_hash, v.enqueued_at,
            coalesce(v.applied_at, now()), v.eff_side, v.eff_quantity, v.eff_price, v.eff_currency, v.status
-      from unnest(${col((t) => t.tradeId)}::text[], ${col((t) => t.partitionKey)}::text[],
-                  ${col((t) => String(toSafeNumber(t.seq, 'seq')))}::int8[], ${col((t) => t.type)}::text[],
-                  ${col((t) => t.refTradeId)}::text[], ${col((t) => t.accountId)}::text[],
-                  ${col((t) => t.bookId)}::text[], ${col((t) => t.securityId)}::text[],
-                  ${col((t) => t.side)}::text[], ${col((t) => t.quantity)}::numeric[],
-                  ${col((t) => t.price)}::numeric[], ${col((t) => t.currency)}::text[],
-                  ${col((t) => isoOrNull(t.tradeTime))}::timestamptz[],
-                  ${col((t) => (typeof t.payload === 'string' ? t.payload : JSON.stringify(t.payload)))}::jsonb[],
-                  ${col((t) => t.payloadHash)}::text[], ${col((t) => isoOrNull(t.enqueuedAt))}::timestamptz[],
-                  ${col((t) => isoOrNull(t.appliedAt))}::timestamptz[], ${col((t) => t.effSide)}::text[],
-                  ${col((t) => t.effQuantity)}::numeric[], ${col((t) => t.effPrice)}::numeric[],
-                  ${col((t) => t.effCurrency)}::text[], ${col((t) => t.status)}::text[])
-           as v(trade_id, partition_key, seq, type, ref_trade_id, account_id, book_id, security_id,
-                side, quantity, price, currency, trade_time, payload, payload_hash, enqueued_at,
-                applied_at, eff_side, eff_quantity, eff_price, eff_currency, status)
+      from json_to_recordset(${rows}::json)
+           as v(trade_id text, partition_key text, seq int8, type text, ref_trade_id text, account_id text,
+                book_id text, security_id text, side text, quantity numeric, price numeric, currency text,
+                trade_time timestamptz, payload jsonb, payload_hash text, enqueued_at timestamptz,
+                applied_at timestamptz, eff_side text, eff_quantity numeric, eff_price numeric,
+                eff_currency text, status text)
     on conflict (trade_id) do nothing
     returning trade_id`.execute(db);
   return result.rows.map((r) => r.trade_id);

@@ -20,8 +20,8 @@ import type { Kysely } from 'kysely';
 import type { PermanentFailurePolicy } from '../config/variables';
 import {
   ensurePosition,
-  ensurePositions,
   findKnownTradeIds,
+  insertNewPositions,
   insertDeadLetters,
   insertTrades,
   lockPosition,
@@ -41,6 +41,7 @@ import {
 } from '../db';
 import {
   canonicalTradeJson,
+  emptyPosition,
   foldTrade,
   parsePartitionKey,
   skipSeq,
@@ -394,8 +395,16 @@ async function lockOrCreate(trx: Executor, ids: Ids): Promise<PositionRecord> {
   return created;
 }
 
-/** Locks the members' positions in key order, creating the missing ones. */
-async function lockAll(trx: Executor, members: readonly Member[]): Promise<Map<string, PositionRecord>> {
+/**
+ * The rows are locked in key order (see lockPositions). A partition without a
+ * row starts from the empty position and its row is INSERTed at the end of the
+ * transaction (insertNewPositions): one statement locks the whole group,
+ * whether its partitions are new or not.
+ */
+async function lockAll(
+  trx: Executor,
+  members: readonly Member[],
+): Promise<{ rows: Map<string, PositionRecord>; created: Set<string> }> {
   const rows = new Map<string, PositionRecord>();
   for (const r of await lockPositions(
     trx,
@@ -403,18 +412,35 @@ async function lockAll(trx: Executor, members: readonly Member[]): Promise<Map<s
   )) {
     rows.set(r.partitionKey, r);
   }
-  const missing = members.filter((m) => !rows.has(m.ids.partitionKey)).map((m) => m.ids);
-  if (missing.length === 0) return rows;
-  await ensurePositions(trx, missing);
-  for (const r of await lockPositions(
-    trx,
-    missing.map((i) => i.partitionKey),
-  )) {
-    rows.set(r.partitionKey, r);
+  const created = new Set<string>();
+  for (const m of members) {
+    if (rows.has(m.ids.partitionKey)) continue;
+    const empty = emptyPosition(m.ids.accountId, m.ids.bookId, m.ids.securityId);
+    rows.set(m.ids.partitionKey, {
+      ...empty,
+      partitionKey: m.ids.partitionKey,
+      leaseEpoch: 0,
+      updatedAt: new Date(0),
+    });
+    created.add(m.ids.partitionKey);
   }
-  const vanished = missing.find((i) => !rows.has(i.partitionKey));
-  if (vanished) throw new Error(`position ${vanished.partitionKey} vanished right after it was created`);
-  return rows;
+  return { rows, created };
+}
+
+/**
+ * Another transaction created a position this one found missing (only a
+ * zombie lease racing the current one can): everything rolls back and the
+ * group is tried again, when the row exists and is locked like any other.
+ * SQLSTATE 40001 makes it a transient error for the retry loop.
+ */
+export class PositionRaceError extends Error {
+  readonly code = '40001';
+  constructor(readonly partitionKeys: readonly string[]) {
+    super(
+      `position(s) ${partitionKeys.join(', ')} were created by another transaction meanwhile; retrying the group`,
+    );
+    this.name = 'PositionRaceError';
+  }
 }
 
 async function applyInTransaction(
@@ -422,7 +448,7 @@ async function applyInTransaction(
   members: readonly Member[],
   opts: ApplyOptions,
 ): Promise<BatchOutcome[]> {
-  const rows = await lockAll(trx, members);
+  const { rows, created } = await lockAll(trx, members);
 
   // Parse what each unfenced batch brings, and gather every tradeId to look up.
   const lookupIds = new Set<string>();
@@ -511,9 +537,15 @@ async function applyInTransaction(
     );
   }
   const positions = plans.flatMap((p) => (p.position ? [p.position] : []));
-  const written = await writeLockedPositions(trx, positions);
-  if (written !== positions.length) {
-    throw new Error(`wrote ${written} of ${positions.length} locked positions; a position row vanished`);
+  const existing = positions.filter((p) => !created.has(p.partitionKey));
+  const fresh = positions.filter((p) => created.has(p.partitionKey));
+  const written = await writeLockedPositions(trx, existing);
+  if (written !== existing.length) {
+    throw new Error(`wrote ${written} of ${existing.length} locked positions; a position row vanished`);
+  }
+  const insertedKeys = new Set(await insertNewPositions(trx, fresh));
+  if (insertedKeys.size !== fresh.length) {
+    throw new PositionRaceError(fresh.map((p) => p.partitionKey).filter((k) => !insertedKeys.has(k)));
   }
   return plans.map((p) => p.outcome);
 }

@@ -6,8 +6,10 @@
 import type { Migration } from 'kysely';
 import * as m0001 from './0001_initial';
 import * as m0002 from './0002_dead_letter_replays';
+import * as m0003 from './0003_drop_redundant_trade_index';
 
 export const migrations: Readonly<Record<string, Migration>> = Object.freeze({
   '0001_initial': m0001,
   '0002_dead_letter_replays': m0002,
+  '0003_drop_redundant_trade_index': m0003,
 });
