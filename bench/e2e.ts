@@ -7,6 +7,8 @@
  *
  *   npm run bench                       (everything, ~15 min on 2 cores)
  *   TRADES=20000 REPS=1 npm run bench   (a quick look)
+ *   ONLY=unique,uniform REPS=1 npm run bench
+ *                                       (part 1/2 only, the named scenarios; nothing written)
  *
  * Parts:
  *   1. throughput: 1 producer + 1 worker process, TRADES over 1,000 partitions (uniform)
@@ -17,15 +19,16 @@
  *   5. scaling: 1, 2 and 4 queue-core worker processes, 5 ms of simulated I/O per batch
  *   6. memory: Redis bytes per queued trade, worker RSS
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import IORedis from 'ioredis';
 import { Client } from 'pg';
 import { canonicalTradeJson, partitionKey, payloadHash, validateTrade } from '../src/domain';
-import { PartitionQueue, QueueKeys, readSignals, type EnqueueItem } from '../src/queue';
-import { freePort, startPostgres, startRedis } from '../src/dev/local-servers';
+import { PartitionQueue, readSignals, type EnqueueItem } from '../src/queue';
+import { startPostgres, startRedis } from '../src/dev/local-servers';
+import { buildDist, exited, postAll, postBatch, rssMb, sleep, startFleet, stats } from './lib/fleet';
 import { drainGroupmq, drainPlainBullmq, type PeerTrade } from './lib/peers';
 import { workload, type Distribution } from './lib/workload';
 
@@ -33,136 +36,22 @@ const TRADES = Number(process.env.TRADES ?? 100_000);
 const REPS = Number(process.env.REPS ?? 3);
 const POSTERS = 4;
 const POST_BATCH = 1000;
-const ROOT = join(__dirname, '..');
-const BIN = join(ROOT, 'bin', 'tradefleet.js');
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const stats = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return {
-    min: Math.round(s[0]!),
-    median: Math.round(s[Math.floor(s.length / 2)]!),
-    max: Math.round(s[s.length - 1]!),
-  };
-};
 
 let redisUrl = '';
 let pgAdminUrl = '';
 let redis: IORedis;
-let dbCounter = 0;
 
-function cli(args: string[], env: Record<string, string>): ChildProcess {
-  const child = spawn(process.execPath, [BIN, ...args], {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let err = '';
-  child.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
-  (child as ChildProcess & { err: () => string }).err = () => err;
-  return child;
-}
-const exited = (c: ChildProcess) =>
-  c.exitCode !== null || c.signalCode !== null
-    ? Promise.resolve()
-    : new Promise<void>((r) => c.once('exit', () => r()));
-
-function rssMb(pid: number): number {
-  try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) / 1024 : 0;
-  } catch {
-    return 0;
-  }
-}
-
-interface Fleet {
-  api: string;
-  keys: QueueKeys;
-  databaseUrl: string;
-  producer: ChildProcess;
-  workers: ChildProcess[];
-  stop(): Promise<void>;
-}
-
-async function startFleet(workers: number): Promise<Fleet> {
-  const name = `bench_${process.pid}_${++dbCounter}`;
-  const admin = new Client({ connectionString: pgAdminUrl });
-  await admin.connect();
-  await admin.query(`create database ${name}`);
-  await admin.end();
-  const databaseUrl = pgAdminUrl.replace(/\/postgres$/, `/${name}`);
-  const port = await freePort();
-  const namespace = `bench-${process.pid}-${dbCounter}`;
-  const env = {
-    REDIS_URL: redisUrl,
-    DATABASE_URL: databaseUrl,
-    PORT: String(port),
-    HOST: '127.0.0.1',
-    TRADEFLEET_NAMESPACE: namespace,
-    LOG_LEVEL: 'warn',
-  };
-  const migrate = cli(['migrate'], env);
-  await exited(migrate);
-  if (migrate.exitCode !== 0)
-    throw new Error(`migrate failed: ${(migrate as ChildProcess & { err: () => string }).err()}`);
-  const producer = cli(['producer'], env);
-  const ws = Array.from({ length: workers }, () => cli(['worker'], env));
-  const api = `http://127.0.0.1:${port}`;
-  for (let i = 0; ; i++) {
-    if ((await fetch(`${api}/readyz`).catch(() => undefined))?.ok) break;
-    if (i > 300) throw new Error('producer not ready');
-    await sleep(100);
-  }
-  await sleep(500); // workers connected
-  return {
-    api,
-    keys: new QueueKeys(namespace),
-    databaseUrl,
-    producer,
-    workers: ws,
-    async stop() {
-      for (const c of [...ws, producer]) c.kill('SIGTERM');
-      await Promise.all([...ws, producer].map(exited));
-    },
-  };
-}
-
-async function postBatch(api: string, trades: Record<string, string>[]): Promise<void> {
-  for (;;) {
-    const res = await fetch(`${api}/v1/trades/batch`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ trades }),
-    });
-    await res.arrayBuffer();
-    if (res.status === 429 || res.status === 503) {
-      await sleep(200);
-      continue;
-    }
-    if (res.status >= 300) throw new Error(`POST batch: HTTP ${res.status}`);
-    return;
-  }
-}
+const fleetOf = (workers: number) => startFleet({ redisUrl, pgAdminUrl, workers });
 
 /** Part 1/2: post everything as fast as POSTERS clients can; time until the last trade is committed. */
 async function throughput(
   trades: Record<string, string>[],
 ): Promise<{ perSecond: number; workerRssMaxMb: number }> {
-  const fleet = await startFleet(1);
+  const fleet = await fleetOf(1);
   let rssMax = 0;
   const sampler = setInterval(() => (rssMax = Math.max(rssMax, rssMb(fleet.workers[0]!.pid!))), 250);
   const started = performance.now();
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: POSTERS }, async () => {
-      for (;;) {
-        const i = next;
-        next += POST_BATCH;
-        if (i >= trades.length) return;
-        await postBatch(fleet.api, trades.slice(i, i + POST_BATCH));
-      }
-    }),
-  );
+  await postAll(fleet.api, trades, POSTERS, POST_BATCH);
   while ((await readSignals(redis, fleet.keys)).backlog > 0) await sleep(20);
   const ms = performance.now() - started;
   clearInterval(sampler);
@@ -175,7 +64,7 @@ async function latency(
   rate: number,
   seconds: number,
 ): Promise<{ rate: number; p50: number; p99: number; max: number; trades: number }> {
-  const fleet = await startFleet(1);
+  const fleet = await fleetOf(1);
   const tickMs = 20;
   const perTick = Math.max(1, Math.round((rate * tickMs) / 1000));
   const trades = workload(Math.round(rate * seconds), 1000, 'uniform', 99, 'L');
@@ -260,6 +149,7 @@ async function redisBytesPerTrade(
 }
 
 async function main() {
+  buildDist();
   const redisServer = await startRedis({ appendonly: true, appendfsync: 'everysec' });
   const pg = await startPostgres({ durable: true });
   redisUrl = redisServer.url;
@@ -276,6 +166,16 @@ async function main() {
         distribution: 'unique',
       },
     ];
+    const only = process.env.ONLY?.split(',');
+    if (only) {
+      for (const sc of scenarios.filter((x) => only.some((o) => x.distribution === o))) {
+        for (let rep = 0; rep < REPS; rep++) {
+          const r = await throughput(workload(TRADES, sc.partitions, sc.distribution, rep + 1, `E${rep}`));
+          log(`${sc.name}: ${Math.round(r.perSecond)} trades/s (worker RSS max ${r.workerRssMaxMb} MB)`);
+        }
+      }
+      return;
+    }
     const e2e: Record<
       string,
       { perSecond: ReturnType<typeof stats>; runs: number[]; workerRssMaxMb: number }
