@@ -89,6 +89,17 @@ export interface DeployConfig {
     readonly maxUnavailable: number;
     /** Namespaces allowed to reach the API (NetworkPolicy ingress); empty: any source. */
     readonly ingressFromNamespaces: readonly string[];
+    /**
+     * Secret with key `tokens`: the API's bearer tokens, one a line, mounted as
+     * a file (API_TOKENS_FILE). The producer does not start until it exists; ''
+     * turns authentication off (not for production). @default 'tradefleet-api-tokens'
+     */
+    readonly apiTokensSecretName: string;
+    /**
+     * Per-client rate limit of each producer replica (RATE_LIMIT_PER_SECOND,
+     * RATE_LIMIT_BURST), in trades per second; 0 turns it off. @default off
+     */
+    readonly rateLimit: { readonly perSecond: number; readonly burst: number };
     /** The dashboard at /dashboard on the producer. */
     readonly dashboard: {
       /** DASHBOARD_USER. @default 'admin' */
@@ -132,14 +143,31 @@ export interface DeployConfig {
   };
 
   readonly redis: DataStore & {
-    /** Secret with keys `url` (REDIS_URL), `address` (host:port, for KEDA) and `password`. */
+    /**
+     * Secret with keys `url` (REDIS_URL, rediss:// for TLS; its password may be
+     * left out), `address` (host:port, for KEDA) and `password` (REDIS_PASSWORD
+     * and KEDA's; optional for the processes).
+     */
     readonly secretName: string;
     /** KEDA connects with TLS (use with rediss:// URLs). */
     readonly tls: boolean;
+    /**
+     * ConfigMap with key `ca.crt`: the CA(s) that signed Redis's certificate, for
+     * a private CA (REDIS_TLS_CA_FILE, and KEDA's `ca`). '' trusts the usual public
+     * CAs. Needs `tls`. @default ''
+     */
+    readonly caConfigMap: string;
   };
   readonly postgres: DataStore & {
-    /** Secret with key `url` (DATABASE_URL); in-cluster also `password`. */
+    /**
+     * Secret with keys `url` (DATABASE_URL, without ssl parameters; its password
+     * may be left out) and `password` (DATABASE_PASSWORD; optional).
+     */
     readonly secretName: string;
+    /** DATABASE_SSL_MODE. @default 'verify-full' (prod), 'disable' (dev) */
+    readonly sslMode: 'disable' | 'require' | 'verify-full';
+    /** ConfigMap with key `ca.crt` for DATABASE_SSL_CA_FILE (a private CA); '' trusts the public CAs. @default '' */
+    readonly caConfigMap: string;
   };
 
   readonly topologySpread: TopologySpread;
@@ -202,6 +230,8 @@ export const DEFAULTS: Omit<DeployConfig, 'environment' | 'redis' | 'postgres'> 
     resources: resources('250m', '256Mi', '1', '512Mi'),
     maxUnavailable: 1,
     ingressFromNamespaces: [],
+    apiTokensSecretName: 'tradefleet-api-tokens',
+    rateLimit: { perSecond: 0, burst: 0 },
     dashboard: { user: 'admin', readOnly: false, secretName: 'tradefleet-dashboard' },
   },
   worker: { resources: resources('250m', '256Mi', '1', '512Mi'), maxUnavailable: 1 },
@@ -278,6 +308,7 @@ export const OVERRIDES: Readonly<
       resources: resources('100m', '128Mi', '500m', '512Mi'),
       secretName: 'tradefleet-redis',
       tls: false,
+      caConfigMap: '',
     },
     postgres: {
       mode: 'in-cluster',
@@ -285,6 +316,8 @@ export const OVERRIDES: Readonly<
       storage: '2Gi',
       resources: resources('100m', '256Mi', '1', '1Gi'),
       secretName: 'tradefleet-postgres',
+      sslMode: 'disable',
+      caConfigMap: '',
     },
   },
   prod: {
@@ -296,12 +329,15 @@ export const OVERRIDES: Readonly<
       port: 6379,
       secretName: 'tradefleet-redis',
       tls: true,
+      caConfigMap: '',
     },
     postgres: {
       mode: 'external',
       egressCidrs: ['10.0.0.0/8'],
       port: 5432,
       secretName: 'tradefleet-postgres',
+      sslMode: 'verify-full',
+      caConfigMap: '',
     },
   },
 };
@@ -350,6 +386,9 @@ export function processEnvironment(c: DeployConfig): Record<string, string> {
     TRACING_ENABLED: String(c.app.tracingEnabled),
     DASHBOARD_USER: c.producer.dashboard.user,
     DASHBOARD_READ_ONLY: String(c.producer.dashboard.readOnly),
+    DATABASE_SSL_MODE: c.postgres.sslMode,
+    RATE_LIMIT_PER_SECOND: String(c.producer.rateLimit.perSecond),
+    RATE_LIMIT_BURST: String(c.producer.rateLimit.burst),
   };
 }
 
@@ -450,6 +489,24 @@ function validate(c: DeployConfig): string[] {
       }
       int(`${store}.port`, d.port, 1, 65535);
     }
+  }
+  if (c.redis.caConfigMap !== '' && !c.redis.tls) {
+    problems.push(
+      `redis.caConfigMap=${JSON.stringify(c.redis.caConfigMap)} is set but redis.tls is false: the CA would never be used. Fix: set redis.tls to true (and a rediss:// url in the Secret), or caConfigMap to ''.`,
+    );
+  }
+  if (c.postgres.caConfigMap !== '' && c.postgres.sslMode !== 'verify-full') {
+    problems.push(
+      `postgres.caConfigMap=${JSON.stringify(c.postgres.caConfigMap)} is set but postgres.sslMode=${c.postgres.sslMode} does not verify certificates. Fix: set postgres.sslMode to 'verify-full', or caConfigMap to ''.`,
+    );
+  }
+  for (const [field, name] of [
+    ['producer.apiTokensSecretName', c.producer.apiTokensSecretName],
+    ['redis.caConfigMap', c.redis.caConfigMap],
+    ['postgres.caConfigMap', c.postgres.caConfigMap],
+  ] as const) {
+    if (name !== '' && (!DNS_LABEL.test(name) || name.length > 63))
+      problems.push(`${field}=${JSON.stringify(name)} must be '' or a Kubernetes object name (a DNS label).`);
   }
   // The processes' own schema has the last word on their environment.
   try {

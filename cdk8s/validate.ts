@@ -301,12 +301,13 @@ function selects(selector: unknown, labels: Json): boolean {
 export function referenceProblems(
   objects: readonly Json[],
   externalSecrets: readonly string[] = [],
+  externalConfigMaps: readonly string[] = [],
 ): string[] {
   const p: string[] = [];
   const names = (kind: string) =>
     new Set(objects.filter((o) => o.kind === kind).map((o) => get(o, 'metadata.name')));
-  const secrets = new Set([...names('Secret'), ...externalSecrets]);
-  const configMaps = names('ConfigMap');
+  const secrets = new Set<unknown>([...names('Secret'), ...externalSecrets]);
+  const configMaps = new Set<unknown>([...names('ConfigMap'), ...externalConfigMaps]);
   const accounts = names('ServiceAccount');
   const pods = podTemplates(objects);
   for (const o of objects) {
@@ -342,6 +343,8 @@ export function referenceProblems(
     if (o.kind === 'TriggerAuthentication') {
       for (const r of (get(o, 'spec.secretTargetRef') as Json[]) ?? [])
         if (!secrets.has(r.name)) p.push(`${where}: Secret ${String(r.name)} does not exist`);
+      for (const r of (get(o, 'spec.configMapTargetRef') as Json[]) ?? [])
+        if (!configMaps.has(r.name)) p.push(`${where}: ConfigMap ${String(r.name)} does not exist`);
     }
   }
   for (const t of pods) {
@@ -349,6 +352,22 @@ export function referenceProblems(
     const sa = t.spec.serviceAccountName;
     if (sa !== undefined && !accounts.has(sa))
       p.push(`${where}: ServiceAccount ${String(sa)} does not exist`);
+    // A StatefulSet's claim templates are volumes of its pods too.
+    const claims = (get(t.owner, 'spec.volumeClaimTemplates') as Json[] | undefined) ?? [];
+    const volumes = new Set<unknown>(claims.map((v) => get(v, 'metadata.name')));
+    for (const v of (t.spec.volumes as Json[] | undefined) ?? []) {
+      volumes.add(v.name);
+      const s = get(v, 'secret.secretName');
+      if (s !== undefined && get(v, 'secret.optional') !== true && !secrets.has(s))
+        p.push(`${where}: Secret ${String(s)} (volume ${String(v.name)}) does not exist`);
+      const cm = get(v, 'configMap.name');
+      if (cm !== undefined && get(v, 'configMap.optional') !== true && !configMaps.has(cm))
+        p.push(`${where}: ConfigMap ${String(cm)} (volume ${String(v.name)}) does not exist`);
+    }
+    for (const c of (t.spec.containers as Json[]) ?? []) {
+      for (const m of (c.volumeMounts as Json[] | undefined) ?? [])
+        if (!volumes.has(m.name)) p.push(`${where}: volumeMount ${String(m.name)} names no volume`);
+    }
     for (const c of (t.spec.containers as Json[]) ?? []) {
       for (const e of (c.env as Json[] | undefined) ?? []) {
         const s = get(e, 'valueFrom.secretKeyRef.name');

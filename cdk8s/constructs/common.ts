@@ -87,20 +87,69 @@ export function configMapName(c: DeployConfig): string {
   return `${c.name}-config`;
 }
 
+/** Where mounted files live in the containers (read-only volumes). */
+export const MOUNTS = {
+  apiTokens: '/var/run/secrets/tradefleet/api-tokens',
+  redisCa: '/etc/tradefleet/redis-ca',
+  postgresCa: '/etc/tradefleet/postgres-ca',
+} as const;
+
+/** A Secret or ConfigMap mounted as files (read-only). */
+export interface MountedFile {
+  readonly volume: k8s.Volume;
+  readonly mount: k8s.VolumeMount;
+}
+
+/** A ConfigMap's `ca.crt` mounted at `dir`, named by the variable `variable`. */
+function caFile(
+  volumeName: string,
+  configMap: string,
+  dir: string,
+  variable: string,
+): MountedFile & { readonly env: k8s.EnvVar } {
+  return {
+    volume: { name: volumeName, configMap: { name: configMap, items: [{ key: 'ca.crt', path: 'ca.crt' }] } },
+    mount: { name: volumeName, mountPath: dir, readOnly: true },
+    env: { name: variable, value: `${dir}/ca.crt` },
+  };
+}
+
 /**
  * The environment of a tradefleet container: the non-secret variables from the
- * ConfigMap, the connection URLs (which carry credentials) from the Secrets.
+ * ConfigMap; the connection URLs (which may carry credentials) and the
+ * passwords from the Secrets, by reference (`secretKeyRef`), never as values;
+ * private CAs as mounted files. The passwords are optional: a Redis or
+ * PostgreSQL without one, or with it in the URL, needs no `password` key.
  */
 export function appEnv(
   c: DeployConfig,
   opts: { redis: boolean },
-): { env: k8s.EnvVar[]; envFrom: k8s.EnvFromSource[] } {
+): { env: k8s.EnvVar[]; envFrom: k8s.EnvFromSource[]; files: MountedFile[] } {
+  const secret = (name: string, secretName: string, key: string, optional = false): k8s.EnvVar => ({
+    name,
+    valueFrom: { secretKeyRef: { name: secretName, key, ...(optional ? { optional: true } : {}) } },
+  });
   const env: k8s.EnvVar[] = [
-    { name: 'DATABASE_URL', valueFrom: { secretKeyRef: { name: c.postgres.secretName, key: 'url' } } },
+    secret('DATABASE_URL', c.postgres.secretName, 'url'),
+    secret('DATABASE_PASSWORD', c.postgres.secretName, 'password', true),
   ];
-  if (opts.redis)
-    env.push({ name: 'REDIS_URL', valueFrom: { secretKeyRef: { name: c.redis.secretName, key: 'url' } } });
-  return { env, envFrom: [{ configMapRef: { name: configMapName(c) } }] };
+  const files: (MountedFile & { readonly env: k8s.EnvVar })[] = [];
+  if (c.postgres.caConfigMap !== '')
+    files.push(caFile('postgres-ca', c.postgres.caConfigMap, MOUNTS.postgresCa, 'DATABASE_SSL_CA_FILE'));
+  if (opts.redis) {
+    env.push(
+      secret('REDIS_URL', c.redis.secretName, 'url'),
+      secret('REDIS_PASSWORD', c.redis.secretName, 'password', true),
+    );
+    if (c.redis.caConfigMap !== '')
+      files.push(caFile('redis-ca', c.redis.caConfigMap, MOUNTS.redisCa, 'REDIS_TLS_CA_FILE'));
+  }
+  env.push(...files.map((f) => f.env));
+  return {
+    env,
+    envFrom: [{ configMapRef: { name: configMapName(c) } }],
+    files: files.map(({ volume, mount }) => ({ volume, mount })),
+  };
 }
 
 /** An emptyDir at /tmp: the root filesystem is read-only. */
@@ -119,6 +168,8 @@ export interface AppContainer {
   readonly resources: Resources;
   readonly readinessProbe?: k8s.Probe;
   readonly livenessProbe?: k8s.Probe;
+  /** Secrets and ConfigMaps mounted as files (read-only). @default none */
+  readonly files?: readonly MountedFile[];
 }
 
 /**
@@ -157,7 +208,7 @@ export function appDeployment(
           securityContext: podSecurityContext(),
           terminationGracePeriodSeconds: terminationGracePeriodSeconds(c),
           topologySpreadConstraints: topologySpread(c, component),
-          volumes: [TMP_VOLUME],
+          volumes: [TMP_VOLUME, ...(container.files ?? []).map((f) => f.volume)],
           containers: [
             {
               name: component,
@@ -169,7 +220,7 @@ export function appDeployment(
               envFrom: container.envFrom,
               resources: resources(container.resources),
               securityContext: containerSecurityContext(),
-              volumeMounts: [TMP_MOUNT],
+              volumeMounts: [TMP_MOUNT, ...(container.files ?? []).map((f) => f.mount)],
               readinessProbe: container.readinessProbe,
               livenessProbe: container.livenessProbe,
             },

@@ -42,6 +42,7 @@ export function storeHost(c: DeployConfig, component: 'redis' | 'postgres'): str
 export const DEV_REDIS_PASSWORD = 'tradefleet-dev-redis';
 export const DEV_POSTGRES_PASSWORD = 'tradefleet-dev-postgres';
 export const DEV_DASHBOARD_PASSWORD = 'tradefleet-dev-dashboard';
+export const DEV_API_TOKEN = 'tradefleet-dev-api-token-not-secret';
 
 interface StoreSpec {
   readonly component: Extract<Component, 'redis' | 'postgres'>;
@@ -222,6 +223,8 @@ export class DevSecrets extends Construct {
         annotations: { 'tradefleet.io/dev-only': 'fixed development credentials' },
       },
       type: 'Opaque',
+      // The processes read `password` (REDIS_PASSWORD, which wins over the URL's) and KEDA
+      // reads it too; the URL carries it as well, for tools given only REDIS_URL.
       stringData: {
         address: `${redisHost}:6379`,
         password: DEV_REDIS_PASSWORD,
@@ -247,5 +250,16 @@ export class DevSecrets extends Construct {
       type: 'Opaque',
       stringData: { password: DEV_DASHBOARD_PASSWORD },
     });
+    if (c.producer.apiTokensSecretName !== '') {
+      new k8s.KubeSecret(this, 'ApiTokensSecret', {
+        metadata: {
+          ...metadata(c, 'producer', c.producer.apiTokensSecretName),
+          annotations: { 'tradefleet.io/dev-only': 'fixed development credentials' },
+        },
+        type: 'Opaque',
+        // One token a line; clients send it as "Authorization: Bearer <token>".
+        stringData: { tokens: `${DEV_API_TOKEN}\n` },
+      });
+    }
   }
 }

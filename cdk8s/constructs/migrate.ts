@@ -43,7 +43,7 @@ export class Migration extends Construct {
       automountServiceAccountToken: false,
     });
 
-    const { env, envFrom } = appEnv(c, { redis: false });
+    const { env, envFrom, files } = appEnv(c, { redis: false });
     new k8s.KubeJob(this, 'Job', {
       metadata: metadata(c, 'migrate', this.jobName),
       spec: {
@@ -56,7 +56,7 @@ export class Migration extends Construct {
             serviceAccountName: sa,
             automountServiceAccountToken: false,
             securityContext: podSecurityContext(),
-            volumes: [TMP_VOLUME],
+            volumes: [TMP_VOLUME, ...files.map((f) => f.volume)],
             containers: [
               {
                 name: 'migrate',
@@ -67,7 +67,7 @@ export class Migration extends Construct {
                 envFrom,
                 resources: resources(c.migrate.resources),
                 securityContext: containerSecurityContext(),
-                volumeMounts: [TMP_MOUNT],
+                volumeMounts: [TMP_MOUNT, ...files.map((f) => f.mount)],
               },
             ],
           },

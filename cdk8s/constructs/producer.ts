@@ -1,7 +1,7 @@
 import { Construct } from 'constructs';
 import { k8s } from 'cdk8s-plus-27';
 import type { DeployConfig } from '../config';
-import { appDeployment, appEnv, disruptionBudget, metadata, selectorLabels } from './common';
+import { appDeployment, appEnv, disruptionBudget, metadata, MOUNTS, selectorLabels } from './common';
 
 export interface ProducerProps {
   readonly config: DeployConfig;
@@ -21,18 +21,37 @@ export class Producer extends Construct {
     this.name = `${c.name}-producer`;
     const port = c.producer.port;
 
-    const { env, envFrom } = appEnv(c, { redis: true });
+    const { env, envFrom, files } = appEnv(c, { redis: true });
     // The dashboard's password; without the (optional) Secret the producer serves no dashboard.
     env.push({
       name: 'DASHBOARD_PASSWORD',
       valueFrom: { secretKeyRef: { name: c.producer.dashboard.secretName, key: 'password', optional: true } },
     });
+    // The API's bearer tokens: a file from the Secret, not an environment variable (which
+    // `kubectl describe pod` and crash reporters show). Not optional: without the Secret
+    // the pod waits rather than serving an open API.
+    if (c.producer.apiTokensSecretName !== '') {
+      const volume = 'api-tokens';
+      files.push({
+        volume: {
+          name: volume,
+          secret: {
+            secretName: c.producer.apiTokensSecretName,
+            items: [{ key: 'tokens', path: 'tokens' }],
+            defaultMode: 0o440,
+          },
+        },
+        mount: { name: volume, mountPath: MOUNTS.apiTokens, readOnly: true },
+      });
+      env.push({ name: 'API_TOKENS_FILE', value: `${MOUNTS.apiTokens}/tokens` });
+    }
     // No `replicas`: the HorizontalPodAutoscaler below owns the count.
     appDeployment(this, c, 'producer', this.name, {
       args: ['producer'],
       ports: [{ name: 'http', containerPort: port, protocol: 'TCP' }],
       env,
       envFrom,
+      files,
       resources: c.producer.resources,
       // Ready only when Redis and PostgreSQL answer; alive as long as the event loop does.
       readinessProbe: {

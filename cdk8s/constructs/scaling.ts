@@ -1,4 +1,5 @@
 import { Construct } from 'constructs';
+import { k8s } from 'cdk8s-plus-27';
 import type { DeployConfig } from '../config';
 import {
   ScaledObject,
@@ -37,6 +38,17 @@ export class WorkerScaling extends Construct {
     const authName = `${c.name}-redis`;
     this.scaledObjectName = props.target;
 
+    // A private CA: KEDA takes TLS from the authentication (`tls: enable` and `ca`),
+    // which it refuses together with the trigger's enableTLS. Both come from
+    // ConfigMaps: the CA's, and a one-key one made here for the `enable`.
+    const privateCa = c.redis.tls && c.redis.caConfigMap !== '';
+    const tlsSwitch = `${c.name}-keda-redis-tls`;
+    if (privateCa) {
+      new k8s.KubeConfigMap(this, 'RedisTls', {
+        metadata: metadata(c, 'worker', tlsSwitch),
+        data: { tls: 'enable' },
+      });
+    }
     new TriggerAuthentication(this, 'RedisAuth', {
       metadata: metadata(c, 'worker', authName),
       spec: {
@@ -44,6 +56,14 @@ export class WorkerScaling extends Construct {
           { parameter: 'address', name: c.redis.secretName, key: 'address' },
           { parameter: 'password', name: c.redis.secretName, key: 'password' },
         ],
+        ...(privateCa
+          ? {
+              configMapTargetRef: [
+                { parameter: 'tls', name: tlsSwitch, key: 'tls' },
+                { parameter: 'ca', name: c.redis.caConfigMap, key: 'ca.crt' },
+              ],
+            }
+          : {}),
       },
     });
 
@@ -54,7 +74,7 @@ export class WorkerScaling extends Construct {
       listLength: '1',
       activationListLength: '0',
       databaseIndex: '0',
-      ...(c.redis.tls ? { enableTLS: 'true' } : {}),
+      ...(c.redis.tls && !privateCa ? { enableTLS: 'true' } : {}),
     });
     const authenticationRef = {
       name: authName,

@@ -24,13 +24,14 @@ export class Workers extends Construct {
     const c = props.config;
     this.name = `${c.name}-worker`;
 
-    const { env, envFrom } = appEnv(c, { redis: true });
+    const { env, envFrom, files } = appEnv(c, { redis: true });
     appDeployment(this, c, 'worker', this.name, {
       args: ['worker'],
       // GET /metrics (METRICS_PORT), scraped by the PodMonitor of constructs/monitoring.ts.
       ports: [{ name: 'metrics', containerPort: c.monitoring.metricsPort, protocol: 'TCP' }],
       env,
       envFrom,
+      files,
       resources: c.worker.resources,
     });
     disruptionBudget(this, c, 'worker', this.name, c.worker.maxUnavailable);

@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import { renderEnvironment } from '../../cdk8s/charts';
+import { buildApp, renderEnvironment } from '../../cdk8s/charts';
 import {
   DEFAULTS,
   ENVIRONMENTS,
@@ -169,8 +169,43 @@ describe.each(ENVIRONMENTS)('%s manifests', (env) => {
   });
 
   it('references resolve: selectors match pods, targets, ServiceAccounts, ConfigMaps and Secrets exist', () => {
-    const external = env === 'prod' ? [config.redis.secretName, config.postgres.secretName] : [];
+    const external =
+      env === 'prod'
+        ? [config.redis.secretName, config.postgres.secretName, config.producer.apiTokensSecretName]
+        : [];
     expect(referenceProblems(objects[env], external)).toEqual([]);
+    // The API tokens' Secret is mounted, so it is checked like an env reference.
+    if (env === 'prod')
+      expect(referenceProblems(objects[env], external.slice(0, 2))).toEqual([
+        'Deployment/tradefleet-producer: Secret tradefleet-api-tokens (volume api-tokens) does not exist',
+      ]);
+  });
+
+  it('secrets reach the containers only by reference: no password, token or URL as a plain value; the API tokens as a mounted Secret file', () => {
+    for (const w of objects[env].filter((o) => ['Deployment', 'StatefulSet', 'Job'].includes(o.kind))) {
+      for (const c of w.spec.template.spec.containers) {
+        for (const e of c.env ?? []) {
+          if (/PASSWORD|TOKEN|SECRET|_URL$/.test(e.name) && !e.name.endsWith('_FILE'))
+            expect({ where: `${w.metadata.name}/${e.name}`, value: e.value }).toEqual({
+              where: `${w.metadata.name}/${e.name}`,
+              value: undefined,
+            });
+        }
+      }
+    }
+    const pod = one(env, 'Deployment', 'tradefleet-producer').spec.template.spec;
+    const c = pod.containers[0];
+    const file = c.env.find((e: Json) => e.name === 'API_TOKENS_FILE').value as string;
+    const mount = c.volumeMounts.find((m: Json) => file.startsWith(`${m.mountPath}/`));
+    expect(mount).toMatchObject({ name: 'api-tokens', readOnly: true });
+    expect(pod.volumes.find((v: Json) => v.name === mount.name).secret).toEqual({
+      secretName: config.producer.apiTokensSecretName,
+      items: [{ key: 'tokens', path: file.slice(mount.mountPath.length + 1) }],
+      defaultMode: 0o440,
+    });
+    // Workers neither need nor see the API tokens.
+    const worker = one(env, 'Deployment', 'tradefleet-worker').spec.template.spec;
+    expect(JSON.stringify(worker)).not.toMatch(/api-tokens|API_TOKENS/);
   });
 
   it('the worker Deployment has no replicas field (the ScaledObject owns it), nor the HPA-scaled producer', () => {
@@ -394,7 +429,7 @@ describe.each(ENVIRONMENTS)('%s manifests', (env) => {
     const job = one(env, 'Job');
     const c = job.spec.template.spec.containers[0];
     expect(c.args).toEqual(['migrate']);
-    expect(c.env.map((e: Json) => e.name)).toEqual(['DATABASE_URL']);
+    expect(c.env.map((e: Json) => e.name)).toEqual(['DATABASE_URL', 'DATABASE_PASSWORD']);
     expect(job.spec.template.spec.restartPolicy).toBe('Never');
   });
 
@@ -427,11 +462,100 @@ describe('environment specifics', () => {
     });
   });
 
+  it('dev: the fixed dev credentials appear in Secrets only, never in another object', () => {
+    const values = find('dev', 'Secret')
+      .flatMap((s) => Object.values({ ...s.data, ...s.stringData }) as string[])
+      .flatMap((v) => v.split(/\n/))
+      .filter((v) => v.length >= 8);
+    expect(values.length).toBeGreaterThanOrEqual(5);
+    for (const o of objects.dev.filter((x) => x.kind !== 'Secret')) {
+      const text = JSON.stringify(o);
+      for (const v of values)
+        expect({ where: `${o.kind}/${o.metadata.name}`, leaks: text.includes(v) }).toEqual({
+          where: `${o.kind}/${o.metadata.name}`,
+          leaks: false,
+        });
+    }
+  });
+
   it('prod ships no Secret and no data store: Redis and PostgreSQL are external, reached through Secrets', () => {
     expect(find('prod', 'Secret')).toEqual([]);
     expect(find('prod', 'StatefulSet')).toEqual([]);
     const so = one('prod', 'ScaledObject');
     expect(so.spec.triggers.every((t: Json) => t.metadata.enableTLS === 'true')).toBe(true);
+  });
+});
+
+/** The objects of a config that is not one of the committed environments. */
+function objectsForConfig(config: ReturnType<typeof resolveConfig>): Json[] {
+  const { app, charts } = buildApp(config);
+  app.synthYaml();
+  return charts.flatMap((c) => c.toJson() as Json[]);
+}
+
+describe('TLS with a private CA, and auth off', () => {
+  const config = resolveConfig('prod', {
+    redis: { caConfigMap: 'redis-ca' },
+    postgres: { caConfigMap: 'postgres-ca' },
+  });
+  const objs = objectsForConfig(config);
+  const get = (kind: string, name?: string) =>
+    objs.filter((o) => o.kind === kind && (name === undefined || o.metadata.name === name));
+
+  it('mounts the CA ConfigMaps and names the files for every process; KEDA gets TLS and the CA from ConfigMaps', () => {
+    for (const [name, vars] of [
+      ['tradefleet-producer', ['REDIS_TLS_CA_FILE', 'DATABASE_SSL_CA_FILE']],
+      ['tradefleet-worker', ['REDIS_TLS_CA_FILE', 'DATABASE_SSL_CA_FILE']],
+    ] as const) {
+      const pod = get('Deployment', name)[0]!.spec.template.spec;
+      for (const v of vars) {
+        const path = pod.containers[0].env.find((e: Json) => e.name === v)?.value as string;
+        const mount = pod.containers[0].volumeMounts.find((m: Json) => path.startsWith(`${m.mountPath}/`));
+        expect({ v, mount: mount?.readOnly }).toEqual({ v, mount: true });
+        expect(pod.volumes.find((x: Json) => x.name === mount.name).configMap.items).toEqual([
+          { key: 'ca.crt', path: 'ca.crt' },
+        ]);
+      }
+    }
+    const job = get('Job')[0]!.spec.template.spec.containers[0];
+    expect(job.env.map((e: Json) => e.name)).toEqual([
+      'DATABASE_URL',
+      'DATABASE_PASSWORD',
+      'DATABASE_SSL_CA_FILE',
+    ]);
+    const auth = get('TriggerAuthentication')[0]!;
+    expect(auth.spec.configMapTargetRef).toEqual([
+      { parameter: 'tls', name: 'tradefleet-keda-redis-tls', key: 'tls' },
+      { parameter: 'ca', name: 'redis-ca', key: 'ca.crt' },
+    ]);
+    expect(get('ConfigMap', 'tradefleet-keda-redis-tls')[0]!.data).toEqual({ tls: 'enable' });
+    // KEDA refuses enableTLS together with the authentication's tls.
+    for (const t of get('ScaledObject')[0]!.spec.triggers) expect(t.metadata.enableTLS).toBeUndefined();
+    const crd = loadCrdValidator();
+    for (const o of objs.filter((x) => String(x.apiVersion).startsWith('keda.sh/')))
+      expect(crd.validate(o)).toEqual([]);
+    expect(
+      referenceProblems(
+        objs,
+        [config.redis.secretName, config.postgres.secretName, config.producer.apiTokensSecretName],
+        ['redis-ca', 'postgres-ca'],
+      ),
+    ).toEqual([]);
+    expect(get('ConfigMap', 'tradefleet-config')[0]!.data.DATABASE_SSL_MODE).toBe('verify-full');
+  });
+
+  it('apiTokensSecretName "" mounts no tokens (authentication off, the producer warns)', () => {
+    const open = objectsForConfig(resolveConfig('prod', { producer: { apiTokensSecretName: '' } }));
+    const producer = open.find((o) => o.kind === 'Deployment' && o.metadata.name === 'tradefleet-producer')!;
+    expect(JSON.stringify(producer)).not.toMatch(/api-tokens|API_TOKENS/);
+  });
+
+  it('a CA without TLS, or without certificate checks, is refused with the fix', () => {
+    expect(() =>
+      resolveConfig('dev', { redis: { caConfigMap: 'ca' }, postgres: { caConfigMap: 'ca' } }),
+    ).toThrow(
+      /redis.caConfigMap="ca" is set but redis.tls is false[\s\S]*postgres.caConfigMap="ca" is set but postgres.sslMode=disable/,
+    );
   });
 });
 

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { AUTH_REALM, TokenVerifier } from '../../src/producer/auth';
+import { AUTH_REALM, TokenVerifier, tokenId } from '../../src/producer/auth';
 import { ERRORS_DOC_PATH } from '../../src/producer/errors-doc';
 import {
   ApiError,
@@ -123,10 +123,10 @@ describe('classifying dependency failures', () => {
 describe('bearer tokens', () => {
   const verifier = new TokenVerifier(['first-token', 'second-token', '']);
 
-  test('accepts any configured token, case-insensitive scheme', () => {
+  test('accepts any configured token, case-insensitive scheme, and says which (by its short hash)', () => {
     expect(verifier.enabled).toBe(true);
-    expect(verifier.check('Bearer first-token')).toEqual({ ok: true });
-    expect(verifier.check('bearer second-token')).toEqual({ ok: true });
+    expect(verifier.check('Bearer first-token')).toEqual({ ok: true, id: tokenId('first-token') });
+    expect(verifier.check('bearer second-token')).toEqual({ ok: true, id: tokenId('second-token') });
   });
 
   test('rejects missing, malformed, empty and wrong tokens with a challenge', () => {
