@@ -12,13 +12,13 @@ import {
   canonicalTradeJson,
   foldAll,
   partitionKey,
-  validateTrade,
   type PartitionIds,
   type SequencedTrade,
   type Trade,
 } from '../../src/domain';
-import { HaltPartitionError, type Batch, type QueuedItem } from '../../src/queue';
+import { HaltPartitionError, type QueuedItem } from '../../src/queue';
 import { applyBatch, FencedError, skipTrade, type ApplyResult } from '../../src/worker/apply';
+import { batchOf, dl, halt, makeTrade, queued, rejection } from '../helpers/apply-fixtures';
 import { createTestDatabase, type TestDatabase } from '../helpers/isolation';
 import { waitFor } from '../helpers/processes';
 
@@ -47,60 +47,6 @@ function freshPartition(): PartitionIds & { pk: string } {
   };
   return { ...ids, pk: partitionKey(ids.accountId, ids.bookId, ids.securityId) };
 }
-
-type Spec =
-  | { type: 'NEW'; id: string; side?: 'BUY' | 'SELL'; quantity?: string; price?: string; currency?: string }
-  | {
-      type: 'AMEND';
-      id: string;
-      ref: string;
-      side?: 'BUY' | 'SELL';
-      quantity?: string;
-      price?: string;
-      currency?: string;
-    }
-  | { type: 'CANCEL'; id: string; ref: string };
-
-function makeTrade(ids: PartitionIds, s: Spec): Trade {
-  const base = {
-    tradeId: s.id,
-    accountId: ids.accountId,
-    bookId: ids.bookId,
-    securityId: ids.securityId,
-    tradeTime: '2026-03-02T10:15:30.123+01:00',
-  };
-  const input =
-    s.type === 'CANCEL'
-      ? { ...base, type: 'CANCEL', refTradeId: s.ref }
-      : {
-          ...base,
-          type: s.type,
-          ...(s.type === 'AMEND' ? { refTradeId: s.ref } : {}),
-          side: s.side ?? 'BUY',
-          quantity: s.quantity ?? '100',
-          price: s.price ?? '10.5',
-          currency: s.currency ?? 'USD',
-        };
-  const r = validateTrade(input);
-  if (!r.ok) throw new Error(`bad test trade ${s.id}: ${JSON.stringify(r.errors)}`);
-  return r.trade;
-}
-
-function queued(trades: readonly Trade[], firstSeq = 1): QueuedItem[] {
-  return trades.map((t, i) => ({
-    seq: firstSeq + i,
-    enqueuedAt: Date.parse('2026-03-02T09:15:31Z') + i,
-    tradeId: t.tradeId,
-    body: canonicalTradeJson(t),
-  }));
-}
-
-function batchOf(pk: string, items: QueuedItem[], epoch = 1): Batch {
-  return { partitionKey: pk, epoch, items, attempt: 0 };
-}
-
-const dl = { policy: 'dead-letter' } as const;
-const halt = { policy: 'halt' } as const;
 
 /** The stored position in the fold's terms (canonical decimals). */
 async function storedPosition(pk: string) {
@@ -178,15 +124,6 @@ async function applyInBatches(
     at += n;
   }
   return results;
-}
-
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a rejection');
 }
 
 describe('ordering and the fold', () => {
