@@ -584,28 +584,32 @@ export interface NewDeadLetterRecord {
   readonly reason: string;
 }
 
-/** One multi-row INSERT of dead letters (ON CONFLICT DO NOTHING). Returns the number inserted. */
+/**
+ * One INSERT ... SELECT FROM json_to_recordset(...) of dead letters (see
+ * jsonRows; ON CONFLICT DO NOTHING). Returns the number inserted.
+ */
 export async function insertDeadLetters(
   db: Executor,
   letters: readonly NewDeadLetterRecord[],
 ): Promise<number> {
   if (letters.length === 0) return 0;
-  const result = await db
-    .insertInto('dead_letters')
-    .values(
-      letters.map((d) => ({
-        trade_id: d.tradeId,
-        partition_key: d.partitionKey,
-        seq: String(toSafeNumber(d.seq, 'seq')),
-        payload: JSON.stringify(d.payload),
-        payload_hash: d.payloadHash,
-        reason_code: d.reasonCode,
-        reason: d.reason,
-      })),
-    )
-    .onConflict((oc) => oc.doNothing())
-    .executeTakeFirst();
-  return Number(result.numInsertedOrUpdatedRows ?? 0n);
+  const rows = jsonRows(letters, (d) => ({
+    trade_id: d.tradeId,
+    partition_key: d.partitionKey,
+    seq: toSafeNumber(d.seq, 'seq'),
+    payload: d.payload,
+    payload_hash: d.payloadHash,
+    reason_code: d.reasonCode,
+    reason: d.reason,
+  }));
+  const result = await sql`
+    insert into dead_letters (trade_id, partition_key, seq, payload, payload_hash, reason_code, reason)
+    select v.trade_id, v.partition_key, v.seq, v.payload, v.payload_hash, v.reason_code, v.reason
+      from json_to_recordset(${rows}::json)
+           as v(trade_id text, partition_key text, seq int8, payload jsonb, payload_hash text,
+                reason_code text, reason text)
+    on conflict do nothing`.execute(db);
+  return Number(result.numAffectedRows ?? 0n);
 }
 
 /**

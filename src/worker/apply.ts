@@ -508,6 +508,15 @@ async function applyInTransaction(
     });
   });
 
+  // Partitions seen for the first time get their rows first: a transaction
+  // racing this one on a new partition (a zombie lease) then waits on the row
+  // and loses with PositionRaceError (40001, retried) before writing anything.
+  const positions = plans.flatMap((p) => (p.position ? [p.position] : []));
+  const fresh = positions.filter((p) => created.has(p.partitionKey));
+  const insertedKeys = new Set(await insertNewPositions(trx, fresh));
+  if (insertedKeys.size !== fresh.length) {
+    throw new PositionRaceError(fresh.map((p) => p.partitionKey).filter((k) => !insertedKeys.has(k)));
+  }
   const tradeRows = plans.flatMap((p) => p.tradeRows);
   const inserted = await insertTrades(trx, tradeRows);
   if (inserted.length !== tradeRows.length) {
@@ -517,7 +526,7 @@ async function applyInTransaction(
     const lost = tradeRows.filter((t) => !got.has(t.tradeId));
     throw new Error(
       `tradeId(s) ${lost.map((t) => `${t.tradeId} (partition ${t.partitionKey})`).join(', ')} ` +
-        'were inserted concurrently by another partition; retry the batch',
+        'were inserted concurrently by another transaction; retry the batch',
     );
   }
   const updates = plans.flatMap((p) => p.updates);
@@ -536,16 +545,10 @@ async function applyInTransaction(
         `${[...new Set(deadLetters.map((d) => d.partitionKey))].join(', ')} were inserted concurrently; retry the batch`,
     );
   }
-  const positions = plans.flatMap((p) => (p.position ? [p.position] : []));
   const existing = positions.filter((p) => !created.has(p.partitionKey));
-  const fresh = positions.filter((p) => created.has(p.partitionKey));
   const written = await writeLockedPositions(trx, existing);
   if (written !== existing.length) {
     throw new Error(`wrote ${written} of ${existing.length} locked positions; a position row vanished`);
-  }
-  const insertedKeys = new Set(await insertNewPositions(trx, fresh));
-  if (insertedKeys.size !== fresh.length) {
-    throw new PositionRaceError(fresh.map((p) => p.partitionKey).filter((k) => !insertedKeys.has(k)));
   }
   return plans.map((p) => p.outcome);
 }

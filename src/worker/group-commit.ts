@@ -103,6 +103,8 @@ export class GroupCommitter {
         trades += n;
       } else {
         rest.push(p);
+        // Reserved: a later batch of this partition must not overtake it.
+        keys.add(p.batch.partitionKey);
       }
     }
     this.queue = rest;
