@@ -149,9 +149,16 @@ async function main() {
     const trades = workload(TRADES, PARTITIONS, SCENARIO, 1, 'F');
 
     const info0 = await redis.info('commandstats');
+    const enqCpu = () => ({
+      producer: cpuSeconds(fleet.producer.pid!),
+      redis: cpuSeconds(redisServer.pid),
+      'bench client': process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6,
+    });
+    const e0 = enqCpu();
     let t = performance.now();
     await postAll(fleet.api, trades, 4, 1000);
     const enqueueMs = performance.now() - t;
+    const e1 = enqCpu();
     const info1 = await redis.info('commandstats');
     const cpu = () => ({
       redis: cpuSeconds(redisServer.pid),
@@ -192,6 +199,12 @@ async function main() {
     console.log(
       `enqueue (4 clients x 1,000-trade batches, no worker): ${Math.round(enqueueMs)} ms = ${rate(enqueueMs)}/s`,
     );
+    for (const who of ['producer', 'redis', 'bench client'] as const) {
+      const sec = e1[who] - e0[who];
+      console.log(
+        `  CPU ${who.padEnd(12)} ${sec.toFixed(2)} s = ${((sec / (enqueueMs / 1000)) * 100).toFixed(0)}% of a core, ${((sec / TRADES) * 1e6).toFixed(0)} us per trade`,
+      );
+    }
     console.log(
       `drain (1 worker, timed from its first ack): ${left0} trades in ${Math.round(drainMs)} ms = ${Math.round((left0 / drainMs) * 1000)}/s`,
     );

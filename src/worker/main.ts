@@ -364,7 +364,10 @@ export async function runWorker(
   // One connection for the scripts, the token queues and BullMQ (which
   // duplicates it for its blocking fetch). null: commands wait out a Redis
   // restart instead of failing after 20 retries.
-  const redis: Redis = new IORedis(config.redisUrl, { maxRetriesPerRequest: null });
+  const redis: Redis = new IORedis(config.redisUrl, {
+    maxRetriesPerRequest: null,
+    enableAutoPipelining: true,
+  });
   redis.on('error', throttled(logger, 'Redis connection error'));
 
   let stopping = false;
