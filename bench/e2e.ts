@@ -9,6 +9,7 @@
  *   TRADES=20000 REPS=1 npm run bench   (a quick look)
  *   ONLY=unique,uniform REPS=1 npm run bench
  *                                       (part 1/2 only, the named scenarios; nothing written)
+ *   ONLY=latency RATE=3000 npm run bench (part 3 only, at RATE trades/s)
  *
  * Parts:
  *   1. throughput: 1 producer + 1 worker process, TRADES over 1,000 partitions (uniform)
@@ -26,6 +27,7 @@ import { join } from 'node:path';
 import IORedis from 'ioredis';
 import { Client } from 'pg';
 import { canonicalTradeJson, partitionKey, payloadHash, validateTrade } from '../src/domain';
+import { configSchema } from '../src/config/variables';
 import { PartitionQueue, readSignals, type EnqueueItem } from '../src/queue';
 import { startPostgres, startRedis } from '../src/dev/local-servers';
 import { buildDist, exited, postAll, postBatch, rssMb, sleep, startFleet, stats } from './lib/fleet';
@@ -167,6 +169,10 @@ async function main() {
       },
     ];
     const only = process.env.ONLY?.split(',');
+    if (only?.includes('latency')) {
+      const lat = await latency(Number(process.env.RATE ?? 3000), Number(process.env.LATENCY_SECONDS ?? 15));
+      log(`latency at ${lat.rate}/s: p50 ${lat.p50} ms, p99 ${lat.p99} ms, max ${lat.max} ms`);
+    }
     if (only) {
       for (const sc of scenarios.filter((x) => only.some((o) => x.distribution === o))) {
         for (let rep = 0; rep < REPS; rep++) {
@@ -232,7 +238,7 @@ async function main() {
         redis: 'AOF appendfsync everysec',
         postgres: 'fsync on, synchronous_commit on, full_page_writes on',
         producer: `${POSTERS} concurrent clients posting batches of ${POST_BATCH}`,
-        worker: 'defaults: WORKER_CONCURRENCY 16, WORKER_BATCH_SIZE 64, WORKER_BUDGET 512',
+        worker: `defaults: ${(['WORKER_CONCURRENCY', 'WORKER_BATCH_SIZE', 'WORKER_BUDGET', 'PG_POOL_SIZE', 'LOG_LEVEL'] as const).map((k) => `${k} ${String(configSchema[k].default)}`).join(', ')}`,
       },
       e2e,
       latencyAtHalfLoad: lat,

@@ -15,7 +15,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import IORedis from 'ioredis';
 import { Client } from 'pg';
+import { createHash } from 'node:crypto';
 import { readSignals } from '../src/queue';
+import { readScripts } from '../src/queue/scripts';
 import { startPostgres, startRedis } from '../src/dev/local-servers';
 import { buildDist, exited, postAll, sleep, startFleet } from './lib/fleet';
 import { workload, type Distribution } from './lib/workload';
@@ -126,6 +128,39 @@ function cpuSeconds(pid: number, tree = false): number {
   return total;
 }
 
+/**
+ * Redis time per script during a phase, from SLOWLOG with a threshold of 0
+ * (every command logged): our scripts by name (sha1 of their source), BullMQ's
+ * by the suffix of their first key.
+ */
+async function scriptTimes(redis: IORedis, trades: number): Promise<string[]> {
+  const ours = new Map(
+    readScripts().map((f) => [createHash('sha1').update(f.lua).digest('hex'), `tf ${f.name}`]),
+  );
+  const entries = (await redis.call('SLOWLOG', 'GET', '-1')) as [number, number, number, string[]][];
+  const sums = new Map<string, { calls: number; usec: number }>();
+  for (const [, , usec, args] of entries) {
+    const cmd = String(args[0]).toLowerCase();
+    let name = cmd;
+    if (cmd === 'evalsha' || cmd === 'eval') {
+      const sha = String(args[1]);
+      name = ours.get(sha) ?? `bullmq ${String(args[3] ?? '').replace(/^.*:/, '')}/${args[2]} keys`;
+    }
+    const s = sums.get(name) ?? { calls: 0, usec: 0 };
+    s.calls++;
+    s.usec += usec;
+    sums.set(name, s);
+  }
+  return [...sums.entries()]
+    .sort((a, b) => b[1].usec - a[1].usec)
+    .slice(0, 12)
+    .map(
+      ([k, v]) =>
+        `${k.padEnd(28)} calls ${String(v.calls).padStart(7)}  ${(v.usec / v.calls).toFixed(1).padStart(6)} us/call  ` +
+        `${(v.usec / trades).toFixed(1).padStart(6)} us per trade`,
+    );
+}
+
 async function main() {
   buildDist();
   const redisServer = await startRedis({ appendonly: true, appendfsync: 'everysec' });
@@ -154,12 +189,17 @@ async function main() {
       redis: cpuSeconds(redisServer.pid),
       'bench client': process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6,
     });
+    await redis.config('SET', 'slowlog-max-len', '1000000');
+    await redis.config('SET', 'slowlog-log-slower-than', '0');
+    await redis.slowlog('RESET');
     const e0 = enqCpu();
     let t = performance.now();
     await postAll(fleet.api, trades, 4, 1000);
     const enqueueMs = performance.now() - t;
     const e1 = enqCpu();
     const info1 = await redis.info('commandstats');
+    const enqueueScripts = await scriptTimes(redis, TRADES);
+    await redis.slowlog('RESET');
     const cpu = () => ({
       redis: cpuSeconds(redisServer.pid),
       postgres: cpuSeconds(pg.pid, true),
@@ -178,6 +218,8 @@ async function main() {
     const drainMs = performance.now() - t;
     const cpu1 = cpu();
     const info2 = await redis.info('commandstats');
+    const drainScripts = await scriptTimes(redis, TRADES);
+    await redis.config('SET', 'slowlog-log-slower-than', '10000');
     const statements = await db.query<{
       calls: string;
       total: string;
@@ -218,6 +260,10 @@ async function main() {
     for (const l of statsDiff(info0, info1, TRADES)) console.log(`  ${l}`);
     console.log('Redis during drain:');
     for (const l of statsDiff(info1, info2, TRADES)) console.log(`  ${l}`);
+    console.log('Redis scripts during enqueue (SLOWLOG):');
+    for (const l of enqueueScripts) console.log(`  ${l}`);
+    console.log('Redis scripts during drain (SLOWLOG, includes the worker start):');
+    for (const l of drainScripts) console.log(`  ${l}`);
     console.log('\nPostgreSQL during drain (pg_stat_statements, ms):');
     for (const r of statements.rows)
       console.log(

@@ -103,7 +103,6 @@ export async function startFleet(o: FleetOptions): Promise<Fleet> {
     PORT: String(port),
     HOST: '127.0.0.1',
     TRADEFLEET_NAMESPACE: namespace,
-    LOG_LEVEL: 'warn',
     ...o.env,
   };
   const migrate = cli(['migrate'], env);

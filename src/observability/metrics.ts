@@ -187,6 +187,7 @@ export interface WorkerMetrics {
   readonly deadLetters: Counter<'reason_code'>;
   readonly halts: Counter<'reason_code'>;
   readonly batchSize: Histogram<string>;
+  readonly transactionBatches: Histogram<string>;
   readonly batchDuration: Histogram<'result'>;
   readonly endToEndLatency: Histogram<string>;
   readonly retries: Counter<'kind' | 'cause'>;
@@ -233,8 +234,16 @@ export function createWorkerMetrics(registry: Registry, live: WorkerLiveState): 
 
   const batchSize = new Histogram({
     name: 'tradefleet_worker_batch_size',
-    help: 'Trades per batch handed to the worker (one PostgreSQL transaction).',
+    help: 'Trades per batch of one partition handed to the worker (several batches may share a transaction, see tradefleet_worker_transaction_batches).',
     buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000],
+    registers,
+  });
+  const transactionBatches = new Histogram({
+    name: 'tradefleet_worker_transaction_batches',
+    help:
+      'Batches (one per partition) committed together in one PostgreSQL transaction by the group commit; ' +
+      'near 1 when idle, larger under load.',
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128],
     registers,
   });
   const batchDuration = new Histogram({
@@ -305,6 +314,7 @@ export function createWorkerMetrics(registry: Registry, live: WorkerLiveState): 
     deadLetters,
     halts,
     batchSize,
+    transactionBatches,
     batchDuration,
     endToEndLatency,
     retries,

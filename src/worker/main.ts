@@ -153,8 +153,9 @@ export function createBatchHandler(deps: BatchHandlerDeps): (batch: Batch) => Pr
   const committer = new GroupCommitter({
     ...deps.groupCommit,
     isTransient: isTransientError,
-    execute: (batches) =>
-      withRetry(() => attempt(batches), {
+    execute: (batches) => {
+      metrics?.transactionBatches.observe(batches.length);
+      return withRetry(() => attempt(batches), {
         ...retry,
         isTransient: isTransientError,
         canRetry: () => !deps.stopping() && breaker.state === 'closed',
@@ -170,7 +171,8 @@ export function createBatchHandler(deps: BatchHandlerDeps): (batch: Batch) => Pr
             'transient database error; retrying the batches of the transaction',
           );
         },
-      }),
+      });
+    },
   });
   return async (batch) => {
     const started = performance.now();
@@ -207,19 +209,21 @@ export function createBatchHandler(deps: BatchHandlerDeps): (batch: Batch) => Pr
           `dead-lettered trade ${d.tradeId}: ${d.code}`,
         );
       }
-      logger.info(
-        {
-          ...about,
-          tradeIds: batch.items.map((i) => i.tradeId),
-          applied: result.applied,
-          deadLettered: result.deadLettered,
-          duplicates: result.duplicates,
-          skipped: result.skipped,
-          positionLastSeq: result.lastSeq,
-          ms: Math.round(performance.now() - started),
-        },
-        'applied batch',
-      );
+      if (logger.isLevelEnabled('info')) {
+        logger.info(
+          {
+            ...about,
+            tradeIds: batch.items.map((i) => i.tradeId),
+            applied: result.applied,
+            deadLettered: result.deadLettered,
+            duplicates: result.duplicates,
+            skipped: result.skipped,
+            positionLastSeq: result.lastSeq,
+            ms: Math.round(performance.now() - started),
+          },
+          'applied batch',
+        );
+      }
     } catch (err) {
       span.end(err);
       finished(
