@@ -100,6 +100,11 @@ export interface DeployConfig {
      * RATE_LIMIT_BURST), in trades per second; 0 turns it off. @default off
      */
     readonly rateLimit: { readonly perSecond: number; readonly burst: number };
+    /**
+     * MAX_INFLIGHT_REQUESTS: requests a replica works on at once before it sheds
+     * load with 503; keep it x BODY_LIMIT_BYTES below the memory limit. @default 256
+     */
+    readonly maxInflightRequests: number;
     /** The dashboard at /dashboard on the producer. */
     readonly dashboard: {
       /** DASHBOARD_USER. @default 'admin' */
@@ -232,6 +237,7 @@ export const DEFAULTS: Omit<DeployConfig, 'environment' | 'redis' | 'postgres'> 
     ingressFromNamespaces: [],
     apiTokensSecretName: 'tradefleet-api-tokens',
     rateLimit: { perSecond: 0, burst: 0 },
+    maxInflightRequests: 256,
     dashboard: { user: 'admin', readOnly: false, secretName: 'tradefleet-dashboard' },
   },
   worker: { resources: resources('250m', '256Mi', '1', '512Mi'), maxUnavailable: 1 },
@@ -389,6 +395,7 @@ export function processEnvironment(c: DeployConfig): Record<string, string> {
     DATABASE_SSL_MODE: c.postgres.sslMode,
     RATE_LIMIT_PER_SECOND: String(c.producer.rateLimit.perSecond),
     RATE_LIMIT_BURST: String(c.producer.rateLimit.burst),
+    MAX_INFLIGHT_REQUESTS: String(c.producer.maxInflightRequests),
   };
 }
 

@@ -82,6 +82,8 @@ export interface ProducerConfig extends RedisConnectionConfig, DatabaseConnectio
    */
   readonly apiTokens: readonly string[];
   readonly rateLimit: RateLimitConfig;
+  /** Requests worked on at once before new ones are shed with 503; 0: no cap. */
+  readonly maxInflightRequests: number;
   readonly pgPoolSize: number;
   readonly shutdownTimeoutMs: number;
   readonly tracingEnabled: boolean;
@@ -268,6 +270,7 @@ export function loadProducerConfig(env: Env = process.env): ProducerConfig {
         perSecond: v.RATE_LIMIT_PER_SECOND,
         burst: v.RATE_LIMIT_PER_SECOND === 0 ? 0 : v.RATE_LIMIT_BURST || v.RATE_LIMIT_PER_SECOND,
       }),
+      maxInflightRequests: v.MAX_INFLIGHT_REQUESTS,
       pgPoolSize: v.PG_POOL_SIZE,
       shutdownTimeoutMs: v.SHUTDOWN_TIMEOUT_MS,
       tracingEnabled: v.TRACING_ENABLED,

@@ -165,6 +165,13 @@ export const configSchema = {
     description:
       'Trades per second one client may submit to one producer replica (a single trade counts 1, a batch its number of trades, any other /v1 request 1); 0 turns rate limiting off. A client is its bearer token, or its IP address when auth is off. Excess requests answer 429 rate_limited with Retry-After.',
   }),
+  MAX_INFLIGHT_REQUESTS: int({
+    min: 0,
+    max: 1_000_000,
+    default: 256,
+    description:
+      "Requests one producer replica works on at once; past it, new /v1 requests answer 503 overloaded with Retry-After at once, before their body is read (probes and /metrics always answer). Bounds the producer's memory: worst case about this many times BODY_LIMIT_BYTES. 0 turns the cap off.",
+  }),
   RATE_LIMIT_BURST: int({
     min: 0,
     max: 100_000_000,
@@ -249,6 +256,7 @@ export const PRODUCER_VARIABLES = [
   'API_TOKENS_FILE',
   'RATE_LIMIT_PER_SECOND',
   'RATE_LIMIT_BURST',
+  'MAX_INFLIGHT_REQUESTS',
   'PG_POOL_SIZE',
   'SHUTDOWN_TIMEOUT_MS',
   'TRACING_ENABLED',

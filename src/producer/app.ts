@@ -10,6 +10,7 @@
 import { randomUUID } from 'node:crypto';
 
 import Fastify, {
+  LogController,
   type FastifyBaseLogger,
   type FastifyError,
   type FastifyInstance,
@@ -19,7 +20,7 @@ import Fastify, {
 import { TokenVerifier } from './auth';
 import { RateLimiter } from './rate-limit';
 import { fieldDetail, unsupportedMediaType, type ProducerDeps, type RouteContext } from './context';
-import { ApiError, describeError, type ErrorBody } from './errors';
+import { ApiError, describeError, errorBody, type ErrorBody } from './errors';
 import { registerHealthRoutes } from './health';
 import { readSignals } from '../queue/signals';
 import { registerDashboard } from '../dashboard';
@@ -60,6 +61,8 @@ declare module 'fastify' {
      * short hash, never the token) when authenticated, else `ip:<address>`.
      */
     tradefleetClient?: string;
+    /** Refused by the rate limit or the in-flight cap: not logged one by one (see noteRefused). */
+    tradefleetRateLimited?: boolean;
   }
 }
 
@@ -168,6 +171,22 @@ export function buildProducerApp(deps: ProducerDeps): FastifyInstance {
   };
   const bodyLimit = deps.config.bodyLimitBytes;
   const verifier = new TokenVerifier(deps.authTokens ?? []);
+  /** 429 bodies by Retry-After value: a refused request costs no error object and no serialization. */
+  const rateLimitedBodies = new Map<number, string>();
+  const rateLimitedBody = (retryAfterSeconds: number): string => {
+    let body = rateLimitedBodies.get(retryAfterSeconds);
+    if (body === undefined) {
+      body = JSON.stringify(
+        errorBody(
+          'rate_limited',
+          `too many trades from this client: at most ${deps.rateLimit?.perSecond} per second ` +
+            `(burst ${deps.rateLimit?.burst}) per producer replica; nothing was enqueued; retry after ${retryAfterSeconds} s`,
+        ),
+      );
+      if (rateLimitedBodies.size < 100) rateLimitedBodies.set(retryAfterSeconds, body);
+    }
+    return body;
+  };
   let refused = 0;
   let refusedLoggedAt = 0;
   const noteRefused = (client: string) => {
@@ -181,12 +200,37 @@ export function buildProducerApp(deps: ProducerDeps): FastifyInstance {
     refused = 0;
     refusedLoggedAt = now;
   };
+  const maxInflight = deps.maxInflightRequests ?? 0;
+  let inflight = 0;
+  let shed = 0;
+  let shedLoggedAt = 0;
+  const overloadedBody = JSON.stringify(
+    errorBody(
+      'overloaded',
+      `this producer replica is working on ${maxInflight} requests (MAX_INFLIGHT_REQUESTS); nothing was enqueued; retry later`,
+    ),
+  );
+  const noteShed = () => {
+    shed += 1;
+    const now = Date.now();
+    if (now - shedLoggedAt < RATE_LIMIT_LOG_INTERVAL_MS) return;
+    deps.logger.warn(
+      { shed, inflight },
+      `overloaded: ${shed} request(s) refused with 503 since the last report (MAX_INFLIGHT_REQUESTS=${maxInflight})`,
+    );
+    shed = 0;
+    shedLoggedAt = now;
+  };
 
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
     bodyLimit,
     requestTimeout: REQUEST_TIMEOUT_MS,
     genReqId: () => randomUUID(),
+    // One access line per request, written in onResponse below, instead of Fastify's two
+    // ("incoming request" and "request completed"): log lines are a large part of a
+    // request's cost, and a flood of refused requests must stay cheap.
+    logController: new LogController({ disableRequestLogging: true }),
     // Draining is ours (see preClose below) so that it answers in the API's error shape.
     return503OnClosing: false,
     // Longer than any valid parameter, so an over-long one gets our 400 rather than a 404.
@@ -258,6 +302,21 @@ export function buildProducerApp(deps: ProducerDeps): FastifyInstance {
     }
     const route = request.routeOptions.url ?? '';
     if (OPEN_ROUTES.has(route)) return;
+    // Load shedding first: a refusal must cost less than the work it avoids.
+    if (maxInflight > 0 && route.startsWith(LIMITED_PREFIX)) {
+      if (inflight >= maxInflight) {
+        noteShed();
+        request.tradefleetRateLimited = true;
+        return reply
+          .code(503)
+          .header('retry-after', '1')
+          .type('application/json; charset=utf-8')
+          .send(overloadedBody);
+      }
+      inflight += 1;
+      // 'close' comes once the response is done, or the client went away: either way it no longer counts.
+      reply.raw.once('close', () => (inflight -= 1));
+    }
     if (deps.dashboard && (route === DASHBOARD_PREFIX || route.startsWith(`${DASHBOARD_PREFIX}/`))) return;
     if (verifier.enabled) {
       const result = verifier.check(request.headers.authorization);
@@ -270,18 +329,17 @@ export function buildProducerApp(deps: ProducerDeps): FastifyInstance {
     } else {
       request.tradefleetClient = `ip:${request.ip}`;
     }
-    // Before the body is read: an exhausted client costs no parsing.
+    // Before the body is read, and as cheaply as possible: under a flood, most requests end here.
     if (limiter && route.startsWith(LIMITED_PREFIX)) {
       const admission = limiter.admit(request.tradefleetClient);
       if (!admission.ok) {
         noteRefused(request.tradefleetClient);
-        throw new ApiError(
-          'rate_limited',
-          `too many trades from this client: at most ${deps.rateLimit?.perSecond} per second ` +
-            `(burst ${deps.rateLimit?.burst}) per producer replica; nothing was enqueued; retry after ${admission.retryAfterSeconds} s`,
-          undefined,
-          { retryAfterSeconds: admission.retryAfterSeconds },
-        );
+        request.tradefleetRateLimited = true;
+        return reply
+          .code(429)
+          .header('retry-after', String(admission.retryAfterSeconds))
+          .type('application/json; charset=utf-8')
+          .send(rateLimitedBody(admission.retryAfterSeconds));
       }
     }
   });
@@ -294,6 +352,19 @@ export function buildProducerApp(deps: ProducerDeps): FastifyInstance {
   });
 
   app.addHook('onResponse', async (request, reply) => {
+    if (!request.tradefleetRateLimited) {
+      request.log.info(
+        {
+          method: request.method,
+          // The path only: a query string may carry what a client should not have sent.
+          url: request.url.split('?')[0]!.slice(0, 200),
+          statusCode: reply.statusCode,
+          ms: Math.round(reply.elapsedTime * 10) / 10,
+          ...(request.tradefleetClient === undefined ? {} : { client: request.tradefleetClient }),
+        },
+        'request completed',
+      );
+    }
     ctx.metrics.requestDuration.observe(
       {
         method: methodLabel(request.method),
@@ -317,9 +388,6 @@ export function buildProducerApp(deps: ProducerDeps): FastifyInstance {
         { code: apiError.code, status: apiError.status, details: apiError.details },
         apiError.message,
       );
-    } else if (apiError.code === 'rate_limited') {
-      // One line per refusal would cost more than the refusal: a periodic summary is logged instead.
-      request.log.debug({ code: apiError.code, client: request.tradefleetClient }, 'request rejected');
     } else {
       request.log.info(
         { code: apiError.code, status: apiError.status, client: request.tradefleetClient },

@@ -37,6 +37,11 @@ export interface ProducerDeps {
    * or perSecond 0: off. maxClients caps the buckets kept. @default off
    */
   readonly rateLimit?: RateLimitConfig & { readonly maxClients?: number };
+  /**
+   * Requests worked on at once; past it, /v1 requests answer 503 overloaded
+   * before their body is read. 0 or absent: no cap. @default no cap
+   */
+  readonly maxInflightRequests?: number;
   /** The dashboard at /dashboard (its credentials and operator tools); absent: no dashboard. */
   readonly dashboard?: DashboardAccess;
   /** Spans and trace context through the queue. @default off */

@@ -113,6 +113,12 @@ export const ERROR_CATALOGUE = {
       '`GET /readyz` only: a dependency is down; `details` names each one (`redis`, `postgres`) with the reason.',
     retryAfterSeconds: 2,
   },
+  overloaded: {
+    status: 503,
+    description:
+      'This producer replica is already working on MAX_INFLIGHT_REQUESTS requests; the request was refused before its body was read. Nothing was enqueued. Retry after `Retry-After` seconds, with backoff (another replica may answer sooner).',
+    retryAfterSeconds: 1,
+  },
   shutting_down: {
     status: 503,
     description:

@@ -101,6 +101,7 @@ export async function runProducer(
     logger,
     authTokens: config.apiTokens,
     rateLimit: config.rateLimit,
+    maxInflightRequests: config.maxInflightRequests,
     metricsRegistry: registry,
     tracing: createTracing(config.tracingEnabled),
     ...(admin

@@ -15,6 +15,7 @@
  */
 import { once } from 'node:events';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -83,6 +84,7 @@ interface Api {
 async function startApi(opts: {
   tokens?: string[];
   rateLimit?: RateLimitConfig;
+  maxInflightRequests?: number;
   dashboard?: { readOnly: boolean };
 }): Promise<Api> {
   const namespace = testNamespace('security');
@@ -105,6 +107,7 @@ async function startApi(opts: {
     logger: createLogger({ level: 'info', name: 'security-test', destination: sink }),
     ...(opts.tokens ? { authTokens: opts.tokens } : {}),
     ...(opts.rateLimit ? { rateLimit: opts.rateLimit } : {}),
+    ...(opts.maxInflightRequests ? { maxInflightRequests: opts.maxInflightRequests } : {}),
     ...(opts.dashboard
       ? {
           dashboard: {
@@ -236,6 +239,56 @@ describe('rate limiting', () => {
     expect((await post(api, '/v1/trades', trade())).status).toBe(429);
     // A token means nothing when auth is off: same address, same bucket.
     expect((await post(api, '/v1/trades', trade(), TOKEN)).status).toBe(429);
+  });
+});
+
+describe('load shedding', () => {
+  /** A POST whose body is held back: the request stays in flight until finish() sends the rest. */
+  async function slowPost(api: Api, body: string): Promise<{ finish(): Promise<string>; abort(): void }> {
+    const port = Number(new URL(api.url).port);
+    const socket = net.connect(port, '127.0.0.1');
+    await once(socket, 'connect');
+    let response = '';
+    socket.on('data', (d: Buffer) => (response += d.toString()));
+    socket.on('error', () => undefined);
+    socket.write(
+      `POST /v1/trades HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: Bearer ${TOKEN}\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body.slice(0, 10)}`,
+    );
+    return {
+      async finish() {
+        socket.write(body.slice(10));
+        await once(socket, 'close');
+        return response;
+      },
+      abort: () => socket.destroy(),
+    };
+  }
+
+  it('past MAX_INFLIGHT_REQUESTS, /v1 requests answer 503 overloaded at once; probes still answer; capacity comes back', async () => {
+    const api = await startApi({ tokens: [TOKEN], maxInflightRequests: 2 });
+    const held = [await slowPost(api, JSON.stringify(trade())), await slowPost(api, JSON.stringify(trade()))];
+    await new Promise((r) => setTimeout(r, 100));
+    const shed = await post(api, '/v1/trades', trade(), TOKEN);
+    expect(shed.status).toBe(503);
+    expect(shed.retryAfter).toBe('1');
+    expect(shed.body).toMatchObject({ error: { code: 'overloaded' } });
+    // Even an unauthenticated request is shed before anything else is done.
+    expect((await post(api, '/v1/trades', trade())).body).toMatchObject({ error: { code: 'overloaded' } });
+    expect((await fetch(`${api.url}/healthz`)).status).toBe(200);
+    expect((await fetch(`${api.url}/readyz`)).status).toBe(200);
+    for (const h of held) expect(await h.finish()).toMatch(/^HTTP\/1\.1 202 /);
+    expect((await post(api, '/v1/trades', trade(), TOKEN)).status).toBe(202);
+    // Clients that give up mid-request free their places too.
+    const gone = [await slowPost(api, JSON.stringify(trade())), await slowPost(api, JSON.stringify(trade()))];
+    await new Promise((r) => setTimeout(r, 100));
+    expect((await post(api, '/v1/trades', trade(), TOKEN)).status).toBe(503);
+    for (const g of gone) g.abort();
+    await new Promise((r) => setTimeout(r, 100));
+    expect((await post(api, '/v1/trades', trade(), TOKEN)).status).toBe(202);
+    // One summary line, not one per refusal.
+    expect(api.logs.filter((l) => String(l.msg).startsWith('overloaded:'))).toHaveLength(1);
+    expect(await api.backlog()).toBe(4);
   });
 });
 

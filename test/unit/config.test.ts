@@ -68,6 +68,7 @@ describe('defaults', () => {
       bodyLimitBytes: 1_048_576,
       apiTokens: [],
       rateLimit: { perSecond: 0, burst: 0 },
+      maxInflightRequests: 256,
       pgPoolSize: 10,
       shutdownTimeoutMs: 20000,
       tracingEnabled: false,
