@@ -147,13 +147,22 @@ interface Totals {
   soldNotional: Decimal;
 }
 
+/**
+ * The parsed totals of positions this module built: folding a batch then
+ * parses each position's decimals once, not once per trade. Positions are
+ * never mutated (every step returns a new object), so the entry stays true.
+ */
+const parsedTotals = new WeakMap<Position, Totals>();
+
 function readTotals(p: Position): Totals {
-  return {
-    boughtQuantity: parseDecimalLoose(p.boughtQuantity),
-    soldQuantity: parseDecimalLoose(p.soldQuantity),
-    boughtNotional: parseDecimalLoose(p.boughtNotional),
-    soldNotional: parseDecimalLoose(p.soldNotional),
-  };
+  return (
+    parsedTotals.get(p) ?? {
+      boughtQuantity: parseDecimalLoose(p.boughtQuantity),
+      soldQuantity: parseDecimalLoose(p.soldQuantity),
+      boughtNotional: parseDecimalLoose(p.boughtNotional),
+      soldNotional: parseDecimalLoose(p.soldNotional),
+    }
+  );
 }
 
 /** Adds (direction 1) or removes (direction -1) one trade's contribution. */
@@ -185,7 +194,7 @@ function applied(
   tradeId: string,
   seq: number,
 ): Position {
-  return {
+  const next: Position = {
     ...position,
     currency,
     netQuantity: decimalToString(sub(totals.boughtQuantity, totals.soldQuantity)),
@@ -197,6 +206,8 @@ function applied(
     lastSeq: seq,
     digest: nextDigest(position.digest, tradeId),
   };
+  parsedTotals.set(next, totals);
+  return next;
 }
 
 function canonical(text: string): string {
