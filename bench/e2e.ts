@@ -48,17 +48,28 @@ const fleetOf = (workers: number) => startFleet({ redisUrl, pgAdminUrl, workers 
 /** Part 1/2: post everything as fast as POSTERS clients can; time until the last trade is committed. */
 async function throughput(
   trades: Record<string, string>[],
-): Promise<{ perSecond: number; workerRssMaxMb: number }> {
+): Promise<{ perSecond: number; workerRssMaxMb: number; retainedBytesPerTrade: number }> {
   const fleet = await fleetOf(1);
   let rssMax = 0;
   const sampler = setInterval(() => (rssMax = Math.max(rssMax, rssMb(fleet.workers[0]!.pid!))), 250);
+  const memoryBefore = await usedMemory();
   const started = performance.now();
   await postAll(fleet.api, trades, POSTERS, POST_BATCH);
   while ((await readSignals(redis, fleet.keys)).backlog > 0) await sleep(20);
   const ms = performance.now() - started;
   clearInterval(sampler);
   await fleet.stop();
-  return { perSecond: (trades.length / ms) * 1000, workerRssMaxMb: Math.round(rssMax) };
+  // What stays in Redis once every trade is applied: the done markers of the dedup window.
+  const retained = (await usedMemory()) - memoryBefore;
+  return {
+    perSecond: (trades.length / ms) * 1000,
+    workerRssMaxMb: Math.round(rssMax),
+    retainedBytesPerTrade: Math.round(retained / trades.length),
+  };
+}
+
+async function usedMemory(): Promise<number> {
+  return Number(/used_memory:(\d+)/.exec(await redis.info('memory'))![1]);
 }
 
 /** Part 3: post at `rate` trades/s for `seconds`, then read enqueue-to-commit latencies from PostgreSQL. */
@@ -140,7 +151,7 @@ async function scaling(n: number, items: EnqueueItem[]): Promise<number> {
 async function redisBytesPerTrade(
   items: EnqueueItem[],
 ): Promise<{ bytesPerTrade: number; bodyBytes: number }> {
-  const used = async () => Number(/used_memory:(\d+)/.exec(await redis.info('memory'))![1]);
+  const used = usedMemory;
   const q = new PartitionQueue({ redis, namespace: `mem-${process.pid}` });
   const before = await used();
   for (let i = 0; i < items.length; i += 1000) await q.enqueue(items.slice(i, i + 1000));
@@ -184,18 +195,30 @@ async function main() {
     }
     const e2e: Record<
       string,
-      { perSecond: ReturnType<typeof stats>; runs: number[]; workerRssMaxMb: number }
+      {
+        perSecond: ReturnType<typeof stats>;
+        runs: number[];
+        workerRssMaxMb: number;
+        redisRetainedBytesPerAppliedTrade: number;
+      }
     > = {};
     for (const sc of scenarios) {
       const runs: number[] = [];
+      const retained: number[] = [];
       let rss = 0;
       for (let rep = 0; rep < REPS; rep++) {
         const r = await throughput(workload(TRADES, sc.partitions, sc.distribution, rep + 1, `E${rep}`));
         runs.push(r.perSecond);
+        retained.push(r.retainedBytesPerTrade);
         rss = Math.max(rss, r.workerRssMaxMb);
         log(`${sc.name}: ${Math.round(r.perSecond)} trades/s (worker RSS max ${r.workerRssMaxMb} MB)`);
       }
-      e2e[sc.name] = { perSecond: stats(runs), runs: runs.map(Math.round), workerRssMaxMb: rss };
+      e2e[sc.name] = {
+        perSecond: stats(runs),
+        runs: runs.map(Math.round),
+        workerRssMaxMb: rss,
+        redisRetainedBytesPerAppliedTrade: stats(retained).median,
+      };
     }
     const maxRate = e2e[scenarios[0]!.name]!.perSecond.median;
     const lat = await latency(maxRate / 2, Number(process.env.LATENCY_SECONDS ?? 15));
@@ -310,7 +333,7 @@ async function main() {
       '',
       `Scaling (${result.scaling.setup}): 1 worker ${scaleMedian[1]}/s, 2 workers ${scaleMedian[2]}/s (efficiency ${result.scaling.efficiency[2]}), 4 workers ${scaleMedian[4]}/s (efficiency ${result.scaling.efficiency[4]}); target 0.9.`,
       '',
-      `Memory: Redis ${mem.bytesPerTrade} bytes per queued trade (trade body ${mem.bodyBytes} bytes); worker RSS max ${result.memory.workerRssMaxMb} MB (target < 200 MB).`,
+      `Memory: Redis ${mem.bytesPerTrade} bytes per queued trade (trade body ${mem.bodyBytes} bytes); once applied, a trade keeps ${e2e[scenarios[0]!.name]!.redisRetainedBytesPerAppliedTrade} bytes in Redis (its done marker, for DEDUP_WINDOW_SECONDS, default ${String(configSchema.DEDUP_WINDOW_SECONDS.default)} s); worker RSS max ${result.memory.workerRssMaxMb} MB (target < 200 MB).`,
       '',
       `Versions: bullmq ${result.versions.bullmq}, groupmq ${result.versions.groupmq}, ioredis ${result.versions.ioredis}, pg ${result.versions.pg}.`,
       '',
