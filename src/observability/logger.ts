@@ -39,6 +39,35 @@ export const REDACT_PATHS: readonly string[] = [
   ...SECRET_KEYS.map((k) => `*.*.headers.${k}`),
 ];
 
+/** What {@link boundedStdout} keeps in memory at most: past it, log lines are dropped (and counted). */
+export const LOG_BUFFER_BYTES = 8 * 1024 * 1024;
+
+/**
+ * stdout for a logger, written asynchronously with a bounded buffer. pino's
+ * default stdout stream buffers without limit while the event loop is too busy
+ * to flush it: under a flood of requests the log backlog, not the requests,
+ * would grow the process's memory. With this one the backlog stops at
+ * `maxBytes`; lines beyond it are dropped, and `dropped()` says how many bytes
+ * (log it once things calm down).
+ */
+export function boundedStdout(maxBytes = LOG_BUFFER_BYTES): {
+  destination: DestinationStream;
+  /** Bytes dropped since the last call (which resets the count). */
+  dropped: () => number;
+} {
+  const stream = pino.destination({ dest: 1, sync: false, maxLength: maxBytes });
+  let dropped = 0;
+  stream.on('drop', (data: unknown) => (dropped += Buffer.byteLength(String(data))));
+  return {
+    destination: stream,
+    dropped: () => {
+      const n = dropped;
+      dropped = 0;
+      return n;
+    },
+  };
+}
+
 export function createLogger(options: LoggerOptions): Logger {
   const opts = {
     name: options.name,
