@@ -733,10 +733,6 @@ function planBatch(
   };
 }
 
-function emptyResult(lastSeq: number, skipped: number): ApplyResult {
-  return { applied: 0, deadLettered: 0, duplicates: 0, skipped, lastSeq, deadLetters: [] };
-}
-
 export interface SkipTradeInput {
   readonly partitionKey: string;
   /** The head of the halted partition, as readHead returns it. */

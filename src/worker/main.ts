@@ -6,13 +6,14 @@
  * runWorker). Configuration comes from the environment (see src/config).
  */
 import { sql } from 'kysely';
-import IORedis, { type Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 
 import { describeConfig, loadWorkerConfig, ConfigError, type Env, type WorkerConfig } from '../config';
+import { createRedis, pgConnection } from '../config/connections';
 import { createDb, type DbHandle } from '../db';
 import type { Registry } from 'prom-client';
 
-import { createLogger, type Logger } from '../observability/logger';
+import { boundedStdout, createLogger, type Logger } from '../observability/logger';
 import {
   bounded,
   BATCH_RESULTS,
@@ -353,14 +354,28 @@ export async function runWorker(
   options: RunWorkerOptions = {},
 ): Promise<RunningWorker> {
   const config = loadWorkerConfig(env);
-  const logger = options.logger ?? createLogger({ level: config.logLevel, name: 'tradefleet-worker' });
+  // A bounded log buffer: when stdout cannot keep up, lines are dropped rather than memory grown.
+  const stdout = options.logger ? undefined : boundedStdout();
+  const logger =
+    options.logger ??
+    createLogger({
+      level: config.logLevel,
+      name: 'tradefleet-worker',
+      ...(stdout ? { destination: stdout.destination } : {}),
+    });
+  const droppedLogs = stdout
+    ? setInterval(() => {
+        const bytes = stdout.dropped();
+        if (bytes > 0) logger.warn({ droppedBytes: bytes }, 'log lines dropped: stdout could not keep up');
+      }, 60_000).unref()
+    : undefined;
   const exit = options.exit ?? ((code: number) => process.exit(code));
   const retry = options.retry ?? DEFAULT_RETRY;
   const breakerTuning = options.breaker ?? DEFAULT_BREAKER;
   logger.info({ config: describeConfig(config) }, 'worker starting');
 
   const dbHandle = createDb({
-    databaseUrl: config.databaseUrl,
+    ...pgConnection(config),
     poolSize: config.pgPoolSize,
     applicationName: 'tradefleet-worker',
     logger,
@@ -368,7 +383,7 @@ export async function runWorker(
   // One connection for the scripts, the token queues and BullMQ (which
   // duplicates it for its blocking fetch). null: commands wait out a Redis
   // restart instead of failing after 20 retries.
-  const redis: Redis = new IORedis(config.redisUrl, {
+  const redis: Redis = createRedis(config, {
     maxRetriesPerRequest: null,
     enableAutoPipelining: true,
   });
@@ -500,6 +515,7 @@ export async function runWorker(
       const dbClosed = await withDeadline(dbHandle.close(), Math.max(1000, deadline - Date.now()));
       if (!dbClosed.done) forced = true;
       logger.info({ forced }, 'worker stopped');
+      clearInterval(droppedLogs);
       return { forced };
     })());
 
