@@ -247,7 +247,7 @@ export const DEFAULTS: Omit<DeployConfig, 'environment' | 'redis' | 'postgres'> 
     activeDeadlineSeconds: 900,
   },
   scaling: {
-    concurrency: 16,
+    concurrency: 64,
     backlogPerWorker: 2000,
     minReplicas: 0,
     maxReplicas: 20,

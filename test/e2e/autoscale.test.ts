@@ -1,7 +1,7 @@
 /**
  * `tradefleet dev --autoscale`: the local stand-in for KEDA reads the
  * synthesized ScaledObject (charts/dev), polls the queue's signals and starts
- * or drains worker processes. A burst over 400 partitions scales the workers
+ * or drains worker processes. A burst over 1,000 partitions scales the workers
  * out to the chart's cap, the fleet drains it, and the workers scale back to
  * zero, with nothing lost and every partition applied in order.
  */
@@ -49,7 +49,8 @@ test('burst: scale out to the cap, drain, scale back to zero; nothing lost, orde
     await new Promise((r) => setTimeout(r, 1000));
     expect(replicaChanges(outputOf(dev))).toEqual([]); // idle: zero workers
 
-    const { trades } = generateTrades(30_000, 400, 3, 'S');
+    // chainRate: AMEND/CANCEL chains too, and a generator that spreads the trades over all 1,000 partitions.
+    const { trades } = generateTrades(40_000, 1000, 3, 'S', { chainRate: 0.1 });
     const seqs = new Map<string, number>();
     for (let i = 0; i < trades.length; i += 1000) {
       const res = await fetch(`http://127.0.0.1:${port}/v1/trades/batch`, {

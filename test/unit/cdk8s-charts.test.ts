@@ -291,9 +291,11 @@ describe.each(ENVIRONMENTS)('%s manifests', (env) => {
       expect(steadyStateReplicas(model, sig(p, b))).toBe(expected());
     });
 
-    it('400 partitions is capped at maxReplicaCount, which is below what the partitions could use', () => {
-      expect(Math.ceil(400 / C)).toBeGreaterThan(model.maxReplicaCount);
-      expect(steadyStateReplicas(model, sig(400, 400_000))).toBe(model.maxReplicaCount);
+    // More partitions with work (1,000 trades each) than maxReplicaCount workers can drain at once.
+    const burst = C * (model.maxReplicaCount + 5);
+    it('a burst of partitions is capped at maxReplicaCount, which is below what the partitions could use', () => {
+      expect(Math.ceil(burst / C)).toBeGreaterThan(model.maxReplicaCount);
+      expect(steadyStateReplicas(model, sig(burst, burst * 1000))).toBe(model.maxReplicaCount);
     });
 
     it('a burst through KEDA + HPA: activation, scale-out to the cap, drain, back to zero after the cooldown', () => {
@@ -302,7 +304,7 @@ describe.each(ENVIRONMENTS)('%s manifests', (env) => {
       const seen: number[] = [];
       let t = 0;
       for (; t <= 120_000; t += poll) {
-        const d = desiredReplicas(sig(400, 400_000), model, s, t);
+        const d = desiredReplicas(sig(burst, burst * 1000), model, s, t);
         s = d.state;
         seen.push(d.replicas);
       }

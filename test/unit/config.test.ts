@@ -41,7 +41,7 @@ describe('defaults', () => {
       databaseSsl: { mode: 'disable' },
       logLevel: 'info',
       namespace: 'tradefleet',
-      concurrency: 16,
+      concurrency: 64,
       batchSize: 64,
       budget: 512,
       lockDurationMs: 5000,
@@ -82,7 +82,7 @@ describe('defaults', () => {
   });
 
   test('empty values count as unset', () => {
-    expect(loadWorkerConfig({ WORKER_CONCURRENCY: '', LOG_LEVEL: '  ' }).concurrency).toBe(16);
+    expect(loadWorkerConfig({ WORKER_CONCURRENCY: '', LOG_LEVEL: '  ' }).concurrency).toBe(64);
   });
 
   test('every default is valid for its own variable', () => {
@@ -161,7 +161,7 @@ describe('errors', () => {
     const byName = Object.fromEntries(err.problems.map((p) => [p.variable, p.message]));
     expect(byName.WORKER_CONCURRENCY).toBe(
       'WORKER_CONCURRENCY="0" is out of range; it must be an integer from 1 to 1000. ' +
-        'Fix: set WORKER_CONCURRENCY to an integer from 1 to 1000, or unset it to use the default 16.',
+        'Fix: set WORKER_CONCURRENCY to an integer from 1 to 1000, or unset it to use the default 64.',
     );
     expect(byName.LOG_LEVEL).toContain('"loud"');
     expect(byName.LOG_LEVEL).toContain('one of fatal, error, warn, info, debug, trace, silent');
@@ -299,7 +299,7 @@ describe('documentation', () => {
 
   test('describeConfig masks URL passwords for logging', () => {
     const c = loadWorkerConfig({ DATABASE_URL: 'postgres://app:s3cret@db/tf' });
-    expect(describeConfig(c)).toMatchObject({ databaseUrl: 'postgres://app:***@db/tf', concurrency: 16 });
+    expect(describeConfig(c)).toMatchObject({ databaseUrl: 'postgres://app:***@db/tf', concurrency: 64 });
   });
 
   test('describeConfig hides the dashboard password; a set password turns the dashboard on', () => {
