@@ -10,6 +10,7 @@
  *   ONLY=unique,uniform REPS=1 npm run bench
  *                                       (part 1/2 only, the named scenarios; nothing written)
  *   ONLY=latency RATE=3000 npm run bench (part 3 only, at RATE trades/s)
+ *   ONLY=scaling npm run bench          (part 5 only)
  *
  * Parts:
  *   1. throughput: 1 producer + 1 worker process, TRADES over 1,000 partitions (uniform)
@@ -119,9 +120,15 @@ function toItems(trades: Record<string, string>[]): EnqueueItem[] {
   });
 }
 
-/** Part 5: queue-core workers with 5 ms of simulated I/O per batch; trades/s for n processes. */
+/**
+ * Part 5: queue-core workers with 5 ms of simulated I/O per batch; trades/s for
+ * n processes. The queue is filled first and the workers all start on one
+ * signal, so the clock measures draining only (not enqueueing, not start-up).
+ */
 async function scaling(n: number, items: EnqueueItem[]): Promise<number> {
   const namespace = `scale-${process.pid}-${n}-${Date.now()}`;
+  const q = new PartitionQueue({ redis, namespace });
+  for (let i = 0; i < items.length; i += 1000) await q.enqueue(items.slice(i, i + 1000));
   const procs = Array.from({ length: n }, () =>
     spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'workers', 'sleepy-worker.ts')], {
       env: {
@@ -132,13 +139,12 @@ async function scaling(n: number, items: EnqueueItem[]): Promise<number> {
         BATCH_SIZE: '16',
         WORK_MS: '5',
       },
-      stdio: ['ignore', 'pipe', 'inherit'],
+      stdio: ['pipe', 'pipe', 'inherit'],
     }),
   );
   await Promise.all(procs.map((p) => new Promise<void>((r) => p.stdout!.once('data', () => r()))));
-  const q = new PartitionQueue({ redis, namespace });
   const started = performance.now();
-  for (let i = 0; i < items.length; i += 1000) await q.enqueue(items.slice(i, i + 1000));
+  for (const p of procs) p.stdin!.write('go\n');
   while ((await readSignals(redis, q.keys)).backlog > 0) await sleep(10);
   const ms = performance.now() - started;
   await q.close();
@@ -180,6 +186,13 @@ async function main() {
       },
     ];
     const only = process.env.ONLY?.split(',');
+    if (only?.includes('scaling')) {
+      const items = toItems(workload(Math.min(TRADES, 40_000), 1000, 'uniform', 5, 'W'));
+      for (const n of [1, 2, 4]) {
+        log(`scaling ${n}: ${Math.round(await scaling(n, items))}/s`);
+        await redis.flushdb();
+      }
+    }
     if (only?.includes('latency')) {
       const lat = await latency(Number(process.env.RATE ?? 3000), Number(process.env.LATENCY_SECONDS ?? 15));
       log(`latency at ${lat.rate}/s: p50 ${lat.p50} ms, p99 ${lat.p99} ms, max ${lat.max} ms`);

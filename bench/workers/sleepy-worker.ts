@@ -1,7 +1,8 @@
 /**
  * A queue-core worker process for the scaling benchmark: drains a namespace
  * and spends WORK_MS (simulated I/O, a timer, no CPU) per batch. Prints
- * "ready" once connected; SIGTERM drains and exits.
+ * "ready" once connected and starts draining when it reads "go" on stdin, so
+ * that every worker of a run starts at once; SIGTERM drains and exits.
  * Environment: REDIS_URL, NAMESPACE, CONCURRENCY, BATCH_SIZE, WORK_MS.
  */
 import IORedis from 'ioredis';
@@ -18,8 +19,12 @@ const consumer = new PartitionConsumer({
   batchSize: Number(env.BATCH_SIZE ?? 16),
   budget: 512,
   handler: () => new Promise((r) => setTimeout(r, workMs)),
+  autorun: false,
 });
 void consumer.worker.waitUntilReady().then(() => console.log('ready'));
+process.stdin.on('data', (d: Buffer) => {
+  if (d.toString().includes('go')) void consumer.run();
+});
 process.on('SIGTERM', () => {
   void consumer.close().then(async () => {
     await redis.quit();

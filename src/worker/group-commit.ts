@@ -25,7 +25,7 @@ export interface GroupCommitOptions {
   readonly isTransient: (err: unknown) => boolean;
   /** Most batches (partitions) per transaction. @default 64 */
   readonly maxBatches?: number;
-  /** Most trades per transaction; a single larger batch still goes alone. @default 4096 */
+  /** Most trades per transaction; a single larger batch still goes alone. @default 1024 */
   readonly maxTrades?: number;
   /** Group transactions running at once (each holds a PostgreSQL connection). @default 2 */
   readonly maxInFlight?: number;
@@ -47,7 +47,7 @@ export class GroupCommitter {
 
   constructor(private readonly opts: GroupCommitOptions) {
     this.maxBatches = Math.max(1, opts.maxBatches ?? 64);
-    this.maxTrades = Math.max(1, opts.maxTrades ?? 4096);
+    this.maxTrades = Math.max(1, opts.maxTrades ?? 1024);
     this.maxInFlight = Math.max(1, opts.maxInFlight ?? 2);
   }
 

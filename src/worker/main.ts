@@ -56,7 +56,7 @@ export interface WorkerTuning {
   };
   /** How often the reconciler re-arms partitions without a token. @default 5000 */
   readonly reconcileIntervalMs?: number;
-  /** Group commit (see group-commit.ts). @default { maxBatches: 64, maxTrades: 4096, maxInFlight: 2 } */
+  /** Group commit (see group-commit.ts). @default { maxBatches: 64, maxTrades: 1024, maxInFlight: 2 } */
   readonly groupCommit?: {
     readonly maxBatches?: number;
     readonly maxTrades?: number;
