@@ -214,7 +214,7 @@ async function main() {
         [
           `# Latency against posting rate (${new Date().toISOString().slice(0, 10)})`,
           '',
-          `Command: \`ONLY=latency-sweep npm run bench\`. NEW trades over 1,000 partitions (uniform) posted to the producer API every 20 ms for ${seconds} s at each rate, 1 producer and 1 worker process, durable settings as in e2e.md; latency is enqueue (Redis clock) to the start of the transaction that applied the trade (`applied_at`, PostgreSQL `now()`); the commit (one fsync) follows within milliseconds.`,
+          `Command: \`ONLY=latency-sweep npm run bench\`. NEW trades over 1,000 partitions (uniform) posted to the producer API every 20 ms for ${seconds} s at each rate, 1 producer and 1 worker process, durable settings as in e2e.md; latency is enqueue (Redis clock) to the start of the transaction that applied the trade (\`applied_at\`, PostgreSQL \`now()\`); the commit (one fsync) follows within milliseconds.`,
           '',
           '| posted trades/s | p50 ms | p99 ms | max ms | trades |',
           '| ---: | ---: | ---: | ---: | ---: |',
@@ -373,7 +373,7 @@ async function main() {
       '',
       `Ratios (medians): end to end uniform / plain BullMQ no-op = **${result.ratios.uniformVsPlainBullmq}x** (target 2x); one trade per partition / plain BullMQ = **${result.ratios.onePerPartitionVsPlainBullmq}x** (target 0.5x).`,
       '',
-      `Latency, enqueue to the applying transaction (`applied_at`; its commit follows within milliseconds), posting at ${lat.rate} trades/s (half the uniform median) for ${Number(process.env.LATENCY_SECONDS ?? 15)} s: p50 **${lat.p50} ms**, p99 **${lat.p99} ms**, max ${lat.max} ms over ${lat.trades} trades (target p99 < 50 ms).`,
+      `Latency, enqueue to the applying transaction (\`applied_at\`; its commit follows within milliseconds), posting at ${lat.rate} trades/s (half the uniform median) for ${Number(process.env.LATENCY_SECONDS ?? 15)} s: p50 **${lat.p50} ms**, p99 **${lat.p99} ms**, max ${lat.max} ms over ${lat.trades} trades (target p99 < 50 ms).`,
       '',
       `Scaling (${result.scaling.setup}): 1 worker ${scaleMedian[1]}/s, 2 workers ${scaleMedian[2]}/s (efficiency ${result.scaling.efficiency[2]}), 4 workers ${scaleMedian[4]}/s (efficiency ${result.scaling.efficiency[4]}); target 0.9.`,
       '',
