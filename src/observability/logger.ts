@@ -104,3 +104,22 @@ export function createLogger(options: LoggerOptions): Logger {
   };
   return options.destination ? pino(opts, options.destination) : pino(opts);
 }
+
+/**
+ * A service's logger: `given` (tests pass their own) or one on the bounded
+ * stdout buffer, which logs once a minute how many bytes it had to drop.
+ * `stop()` ends that reporting (call it at shutdown).
+ */
+export function serviceLogger(
+  given: Logger | undefined,
+  options: Omit<LoggerOptions, 'destination'>,
+): { logger: Logger; stop: () => void } {
+  if (given) return { logger: given, stop: () => undefined };
+  const stdout = boundedStdout();
+  const logger = createLogger({ ...options, destination: stdout.destination });
+  const timer = setInterval(() => {
+    const bytes = stdout.dropped();
+    if (bytes > 0) logger.warn({ droppedBytes: bytes }, 'log lines dropped: stdout could not keep up');
+  }, 60_000).unref();
+  return { logger, stop: () => clearInterval(timer) };
+}

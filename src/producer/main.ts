@@ -15,7 +15,7 @@ import type { RedisOptions } from 'ioredis';
 import { describeConfig, loadProducerConfig, type Env, type ProducerConfig } from '../config';
 import { createRedis, pgConnection } from '../config/connections';
 import { createDb } from '../db/client';
-import { boundedStdout, createLogger, type Logger } from '../observability/logger';
+import { serviceLogger, type Logger } from '../observability/logger';
 import { createRegistry } from '../observability/metrics';
 import { createTracing } from '../observability/tracing';
 import { PartitionAdmin } from '../queue/admin';
@@ -63,21 +63,11 @@ export async function runProducer(
   options: RunProducerOptions = {},
 ): Promise<ProducerHandle> {
   const config = loadProducerConfig(env);
-  // A bounded log buffer: under overload, lines are dropped rather than memory grown.
-  const stdout = options.logger ? undefined : boundedStdout();
-  const logger =
-    options.logger ??
-    createLogger({
-      level: config.logLevel,
-      name: 'tradefleet-producer',
-      ...(stdout ? { destination: stdout.destination } : {}),
-    });
-  const droppedLogs = stdout
-    ? setInterval(() => {
-        const bytes = stdout.dropped();
-        if (bytes > 0) logger.warn({ droppedBytes: bytes }, 'log lines dropped: stdout could not keep up');
-      }, 60_000).unref()
-    : undefined;
+  // A bounded log buffer: when stdout cannot keep up, lines are dropped rather than memory grown.
+  const { logger, stop: stopLogReports } = serviceLogger(options.logger, {
+    level: config.logLevel,
+    name: 'tradefleet-producer',
+  });
   logger.info({ config: describeConfig(config) }, 'starting producer');
 
   const redis = createRedis(config, { ...producerRedisOptions(), connectionName: 'tradefleet-producer' });
@@ -160,7 +150,7 @@ export async function runProducer(
           logger.warn({ err }, `closing ${what} failed`);
         }
       }
-      clearInterval(droppedLogs);
+      stopLogReports();
       logger.info('producer stopped');
     })());
 

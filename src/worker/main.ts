@@ -13,7 +13,7 @@ import { createRedis, pgConnection } from '../config/connections';
 import { createDb, type DbHandle } from '../db';
 import type { Registry } from 'prom-client';
 
-import { boundedStdout, createLogger, type Logger } from '../observability/logger';
+import { createLogger, serviceLogger, type Logger } from '../observability/logger';
 import {
   bounded,
   BATCH_RESULTS,
@@ -355,20 +355,10 @@ export async function runWorker(
 ): Promise<RunningWorker> {
   const config = loadWorkerConfig(env);
   // A bounded log buffer: when stdout cannot keep up, lines are dropped rather than memory grown.
-  const stdout = options.logger ? undefined : boundedStdout();
-  const logger =
-    options.logger ??
-    createLogger({
-      level: config.logLevel,
-      name: 'tradefleet-worker',
-      ...(stdout ? { destination: stdout.destination } : {}),
-    });
-  const droppedLogs = stdout
-    ? setInterval(() => {
-        const bytes = stdout.dropped();
-        if (bytes > 0) logger.warn({ droppedBytes: bytes }, 'log lines dropped: stdout could not keep up');
-      }, 60_000).unref()
-    : undefined;
+  const { logger, stop: stopLogReports } = serviceLogger(options.logger, {
+    level: config.logLevel,
+    name: 'tradefleet-worker',
+  });
   const exit = options.exit ?? ((code: number) => process.exit(code));
   const retry = options.retry ?? DEFAULT_RETRY;
   const breakerTuning = options.breaker ?? DEFAULT_BREAKER;
@@ -515,7 +505,7 @@ export async function runWorker(
       const dbClosed = await withDeadline(dbHandle.close(), Math.max(1000, deadline - Date.now()));
       if (!dbClosed.done) forced = true;
       logger.info({ forced }, 'worker stopped');
-      clearInterval(droppedLogs);
+      stopLogReports();
       return { forced };
     })());
 
