@@ -2,7 +2,15 @@
  * Small builders shared by the tests of src/worker/apply.ts: trades from a
  * short spec, queue items in seq order, batches, the two policies.
  */
-import { canonicalTradeJson, validateTrade, type PartitionIds, type Trade } from '../../src/domain';
+import type { Kysely } from 'kysely';
+import { getPosition, type Database } from '../../src/db';
+import {
+  canonicalDecimalString,
+  canonicalTradeJson,
+  validateTrade,
+  type PartitionIds,
+  type Trade,
+} from '../../src/domain';
 import type { Batch, QueuedItem } from '../../src/queue';
 
 export type Spec =
@@ -69,4 +77,22 @@ export async function rejection(p: Promise<unknown>): Promise<unknown> {
     return err;
   }
   throw new Error('expected a rejection');
+}
+
+/** The stored position in the fold's terms (canonical decimals), with its lease epoch; undefined when absent. */
+export async function storedPosition(db: Kysely<Database>, pk: string) {
+  const p = await getPosition(db, pk);
+  if (!p) return undefined;
+  return {
+    currency: p.currency,
+    netQuantity: canonicalDecimalString(p.netQuantity),
+    boughtQuantity: canonicalDecimalString(p.boughtQuantity),
+    soldQuantity: canonicalDecimalString(p.soldQuantity),
+    boughtNotional: canonicalDecimalString(p.boughtNotional),
+    soldNotional: canonicalDecimalString(p.soldNotional),
+    tradeCount: p.tradeCount,
+    lastSeq: p.lastSeq,
+    digest: p.digest,
+    leaseEpoch: p.leaseEpoch,
+  };
 }

@@ -18,7 +18,15 @@ import {
 } from '../../src/domain';
 import { HaltPartitionError, type QueuedItem } from '../../src/queue';
 import { applyBatch, FencedError, skipTrade, type ApplyResult } from '../../src/worker/apply';
-import { batchOf, dl, halt, makeTrade, queued, rejection } from '../helpers/apply-fixtures';
+import {
+  batchOf,
+  dl,
+  halt,
+  makeTrade,
+  queued,
+  rejection,
+  storedPosition as storedPositionIn,
+} from '../helpers/apply-fixtures';
 import { createTestDatabase, type TestDatabase } from '../helpers/isolation';
 import { waitFor } from '../helpers/processes';
 
@@ -49,22 +57,7 @@ function freshPartition(): PartitionIds & { pk: string } {
 }
 
 /** The stored position in the fold's terms (canonical decimals). */
-async function storedPosition(pk: string) {
-  const p = await getPosition(db, pk);
-  if (!p) return undefined;
-  return {
-    currency: p.currency,
-    netQuantity: canonicalDecimalString(p.netQuantity),
-    boughtQuantity: canonicalDecimalString(p.boughtQuantity),
-    soldQuantity: canonicalDecimalString(p.soldQuantity),
-    boughtNotional: canonicalDecimalString(p.boughtNotional),
-    soldNotional: canonicalDecimalString(p.soldNotional),
-    tradeCount: p.tradeCount,
-    lastSeq: p.lastSeq,
-    digest: p.digest,
-    leaseEpoch: p.leaseEpoch,
-  };
-}
+const storedPosition = (pk: string) => storedPositionIn(db, pk);
 
 function expectedPosition(ids: PartitionIds, trades: readonly Trade[]) {
   const seqd: SequencedTrade[] = trades.map((trade, i) => ({ seq: i + 1, trade }));

@@ -15,13 +15,7 @@ import {
   type Database,
   type DbHandle,
 } from '../../src/db';
-import {
-  canonicalDecimalString,
-  foldAll,
-  partitionKey,
-  type PartitionIds,
-  type Trade,
-} from '../../src/domain';
+import { foldAll, partitionKey, type PartitionIds, type Trade } from '../../src/domain';
 import { HaltPartitionError, type Batch } from '../../src/queue';
 import {
   applyBatch,
@@ -31,7 +25,7 @@ import {
   type BatchOutcome,
 } from '../../src/worker/apply';
 import { isTransientError } from '../../src/worker/retry';
-import { batchOf, dl, halt, makeTrade, queued, type Spec } from '../helpers/apply-fixtures';
+import { batchOf, dl, halt, makeTrade, queued, storedPosition, type Spec } from '../helpers/apply-fixtures';
 import { createTestDatabase, type TestDatabase } from '../helpers/isolation';
 import { waitFor } from '../helpers/processes';
 
@@ -170,20 +164,12 @@ function folded(ids: PartitionIds, trades: readonly Trade[]) {
   };
 }
 
+/** The stored position in the fold's terms, without its lease epoch. */
 async function storedFold(d: Kysely<Database>, pk: string) {
-  const p = await getPosition(d, pk);
+  const p = await storedPosition(d, pk);
   if (!p) return undefined;
-  return {
-    currency: p.currency,
-    netQuantity: canonicalDecimalString(p.netQuantity),
-    boughtQuantity: canonicalDecimalString(p.boughtQuantity),
-    soldQuantity: canonicalDecimalString(p.soldQuantity),
-    boughtNotional: canonicalDecimalString(p.boughtNotional),
-    soldNotional: canonicalDecimalString(p.soldNotional),
-    tradeCount: p.tradeCount,
-    lastSeq: p.lastSeq,
-    digest: p.digest,
-  };
+  const { leaseEpoch: _epoch, ...fold } = p;
+  return fold;
 }
 
 describe('one group, every verdict', () => {
