@@ -5,6 +5,16 @@ import { QueueKeys, TOKEN_QUEUE } from './keys';
 import { withScripts, type ScriptedRedis } from './scripts';
 import { TokenQueue } from './tokens';
 
+/** What a drain holds while it has a partition's lease. */
+interface Lease {
+  readonly pk: string;
+  readonly epoch: number;
+  readonly lockKey: string;
+  readonly listKey: string;
+  /** The worker's BullMQ lock token. */
+  readonly token: string;
+}
+
 /** A run of consecutive trades at the head of one partition, handed to the handler. */
 export interface Batch {
   partitionKey: string;
@@ -184,6 +194,7 @@ export class PartitionConsumer {
     if (first[0] === -1) throw this.leaseLost(pk, 'lock');
     if (first[0] === -2) return 'halted';
     const epoch = Number(first[0]);
+    const lease: Lease = { pk, epoch, lockKey, listKey, token: token ?? '' };
     let entries = first.slice(1) as string[];
     let done = 0;
     let remaining = entries.length;
@@ -197,35 +208,7 @@ export class PartitionConsumer {
           // HaltPartitionError): ack that prefix, so the halted head is the
           // trade that stopped the partition and an operator acts on it.
           const prefix = err.reason.seq === undefined ? [] : items.filter((i) => i.seq < err.reason.seq!);
-          if (prefix.length > 0) {
-            const a = await this.redis.tfAck(
-              listKey,
-              lockKey,
-              k.epochs,
-              k.backlog,
-              k.pending,
-              k.halted,
-              token ?? '',
-              pk,
-              epoch,
-              prefix.length,
-              prefix[0]!.seq,
-              prefix[prefix.length - 1]!.seq,
-              k.base + ':',
-              this.opts.dedupWindowSeconds,
-              0,
-            );
-            if (a[0] === -1 || a[0] === -2 || a[0] === -3)
-              throw this.leaseLost(pk, a[0] === -1 ? 'lock' : a[0] === -2 ? 'epoch' : 'head');
-            this.opts.onEvent?.({
-              type: 'acked',
-              partitionKey: pk,
-              epoch,
-              count: prefix.length,
-              firstSeq: prefix[0]!.seq,
-              lastSeq: prefix[prefix.length - 1]!.seq,
-            });
-          }
+          if (prefix.length > 0) await this.ack(lease, prefix, 0);
           const r = await this.redis.tfHalt(
             lockKey,
             k.epochs,
@@ -244,29 +227,7 @@ export class PartitionConsumer {
       }
       done += items.length;
       const next = done < budget ? Math.min(batchSize, budget - done) : 0;
-      const firstSeq = items[0]!.seq;
-      const lastSeq = items[items.length - 1]!.seq;
-      const r = await this.redis.tfAck(
-        listKey,
-        lockKey,
-        k.epochs,
-        k.backlog,
-        k.pending,
-        k.halted,
-        token ?? '',
-        pk,
-        epoch,
-        items.length,
-        firstSeq,
-        lastSeq,
-        k.base + ':',
-        this.opts.dedupWindowSeconds,
-        next,
-      );
-      if (r[0] === -1 || r[0] === -2 || r[0] === -3) {
-        throw this.leaseLost(pk, r[0] === -1 ? 'lock' : r[0] === -2 ? 'epoch' : 'head');
-      }
-      this.opts.onEvent?.({ type: 'acked', partitionKey: pk, epoch, count: items.length, firstSeq, lastSeq });
+      const r = await this.ack(lease, items, next);
       remaining = Number(r[0]);
       if (r[1] === 1) return 'halted';
       // Shutting down: hand the partition back at a batch boundary.
@@ -279,6 +240,46 @@ export class PartitionConsumer {
       this.opts.onEvent?.({ type: 'yielded', partitionKey: pk, remaining });
     }
     return `drained ${done}`;
+  }
+
+  /**
+   * Acks `items` (the head of the partition, committed by the handler) while
+   * the lease holds, asking for the `next` batch in the same round trip.
+   * @throws LeaseLostError when the lock, the epoch or the head is not the lease's
+   */
+  private async ack(lease: Lease, items: readonly QueuedItem[], next: number): Promise<(number | string)[]> {
+    const k = this.keys;
+    const firstSeq = items[0]!.seq;
+    const lastSeq = items[items.length - 1]!.seq;
+    const r = await this.redis.tfAck(
+      lease.listKey,
+      lease.lockKey,
+      k.epochs,
+      k.backlog,
+      k.pending,
+      k.halted,
+      lease.token,
+      lease.pk,
+      lease.epoch,
+      items.length,
+      firstSeq,
+      lastSeq,
+      k.base + ':',
+      this.opts.dedupWindowSeconds,
+      next,
+    );
+    if (r[0] === -1 || r[0] === -2 || r[0] === -3) {
+      throw this.leaseLost(lease.pk, r[0] === -1 ? 'lock' : r[0] === -2 ? 'epoch' : 'head');
+    }
+    this.opts.onEvent?.({
+      type: 'acked',
+      partitionKey: lease.pk,
+      epoch: lease.epoch,
+      count: items.length,
+      firstSeq,
+      lastSeq,
+    });
+    return r;
   }
 
   private leaseLost(pk: string, why: LeaseLostError['why']): LeaseLostError {
