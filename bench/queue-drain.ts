@@ -51,7 +51,6 @@ async function runTradefleet(redis: IORedis, rep: number): Promise<number> {
   const started = performance.now();
   const c = new PartitionConsumer({
     redis,
-    connection: redis,
     namespace,
     concurrency: CONCURRENCY,
     batchSize: BATCH,

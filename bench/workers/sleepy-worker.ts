@@ -13,7 +13,6 @@ const redis = new IORedis(env.REDIS_URL!, { maxRetriesPerRequest: null });
 const workMs = Number(env.WORK_MS ?? 5);
 const consumer = new PartitionConsumer({
   redis,
-  connection: redis,
   namespace: env.NAMESPACE!,
   concurrency: Number(env.CONCURRENCY ?? 1),
   batchSize: Number(env.BATCH_SIZE ?? 16),
@@ -21,7 +20,7 @@ const consumer = new PartitionConsumer({
   handler: () => new Promise((r) => setTimeout(r, workMs)),
   autorun: false,
 });
-void consumer.worker.waitUntilReady().then(() => console.log('ready'));
+void consumer.waitUntilReady().then(() => console.log('ready'));
 process.stdin.on('data', (d: Buffer) => {
   if (d.toString().includes('go')) void consumer.run();
 });

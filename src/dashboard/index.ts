@@ -34,7 +34,7 @@ import { ApiError, dbCall, redisCall } from '../producer/errors';
 import type { PartitionAdmin } from '../queue/admin';
 import { decodeEntry } from '../queue/codec';
 import type { PartitionQueue } from '../queue/partition-queue';
-import { hottestPartitions, locateTrade, oldestPartitions, readHead, readSignals } from '../queue/signals';
+import { hottestPartitions, locateTrade, oldestPartitions, readHead, readLeaseCounts, readSignals } from '../queue/signals';
 import {
   haltPartition,
   replayDeadLetter,
@@ -359,11 +359,9 @@ export async function registerDashboard(app: FastifyInstance, opts: DashboardPlu
   };
 
   app.get('/', async (request, reply) => {
-    const [signals, tokens, halted, oldest, hottest, deadLetters] = await Promise.all([
+    const [signals, leases, halted, oldest, hottest, deadLetters] = await Promise.all([
       redis('signals', () => readSignals(opts.redis, keys)),
-      redis('token counts', () =>
-        opts.queue.tokens.queue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'prioritized'),
-      ),
+      redis('lease counts', () => readLeaseCounts(opts.redis, keys)),
       haltedRows(),
       redis('oldest partitions', () => oldestPartitions(opts.redis, keys, 20)),
       redis('hottest partitions', () => hottestPartitions(opts.redis, keys, 20)),
@@ -372,13 +370,12 @@ export async function registerDashboard(app: FastifyInstance, opts: DashboardPlu
     const pipe = opts.redis.pipeline();
     for (const o of oldest) pipe.llen(keys.list(o.partitionKey));
     const lens = (await redis('partition lengths', () => pipe.exec())) ?? [];
-    tokens.waiting = (tokens.waiting ?? 0) + (tokens.prioritized ?? 0);
     return sendPage(
       reply,
       200,
       overviewPage(pageContext(request, reply), {
         signals,
-        tokens,
+        leases,
         halted,
         oldest: oldest.map((o, i) => ({ ...o, queued: Number(lens[i]?.[1] ?? 0) })),
         hottest,
@@ -606,12 +603,7 @@ export async function registerDashboard(app: FastifyInstance, opts: DashboardPlu
       const serverAdapter = new bull.FastifyAdapter();
       serverAdapter.setBasePath(`${BASE}/queues`);
       bull.createBullBoard({
-        queues: [
-          new bull.BullMQAdapter(opts.queue.tokens.queue, {
-            readOnlyMode: readOnly,
-            description: 'drain tokens: one per partition with work',
-          }),
-        ],
+        queues: [],
         serverAdapter,
         options: { uiConfig: { boardTitle: 'tradefleet' } },
       });

@@ -5,7 +5,7 @@
 import type { DeadLetterWithReplay, PositionRecord, TradeRecord } from '../db';
 import type { HaltReason } from '../queue/admin';
 import type { QueuedItem } from '../queue/codec';
-import type { QueueSignals } from '../queue/signals';
+import type { LeaseCounts, QueueSignals } from '../queue/signals';
 import { formatAge, formatTime, html, query, type SafeHtml } from './html';
 
 /** What every page knows about the request. */
@@ -163,7 +163,7 @@ function actionForm(
   </form>`;
 }
 
-function signalCards(s: QueueSignals, tokens: Record<string, number>): SafeHtml {
+function signalCards(s: QueueSignals, leases: LeaseCounts): SafeHtml {
   const card = (label: string, value: string, cls = '') =>
     html`<div class="card ${cls}">
       <div class="value">${value}</div>
@@ -174,8 +174,8 @@ function signalCards(s: QueueSignals, tokens: Record<string, number>): SafeHtml 
     ${card('pending partitions', String(s.pendingPartitions))}
     ${card('oldest waiting', formatAge(s.oldestAgeMs))}
     ${card('halted partitions', String(s.haltedPartitions), s.haltedPartitions > 0 ? 'alert' : '')}
-    ${card('drain tokens waiting / active', `${tokens.waiting ?? 0} / ${tokens.active ?? 0}`)}
-    ${card('tokens delayed (retrying) / failed', `${tokens.delayed ?? 0} / ${tokens.failed ?? 0}`, (tokens.failed ?? 0) > 0 ? 'alert' : '')}
+    ${card('partitions ready / leased', `${leases.ready} / ${leases.leased}`)}
+    ${card('partitions retrying / leases expired', `${leases.retrying} / ${leases.expired}`, leases.expired > 0 ? 'alert' : '')}
   </section>`;
 }
 
@@ -283,7 +283,7 @@ function deadLetterTable(
 
 export interface OverviewData {
   readonly signals: QueueSignals;
-  readonly tokens: Record<string, number>;
+  readonly leases: LeaseCounts;
   readonly halted: readonly HaltedRow[];
   readonly oldest: readonly { partitionKey: string; headEnqueuedAt: number; queued: number }[];
   readonly hottest: {
@@ -298,7 +298,7 @@ export function overviewPage(ctx: PageContext, d: OverviewData): string {
   return layout(
     ctx,
     'Queue overview',
-    html`${signalCards(d.signals, d.tokens)}
+    html`${signalCards(d.signals, d.leases)}
       <section id="halted">
         <h2>Halted partitions</h2>
         ${haltedTable(ctx, d.halted)}

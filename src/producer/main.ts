@@ -89,8 +89,6 @@ export async function runProducer(
     logger,
   });
   const queue = new PartitionQueue({ redis, namespace: config.namespace, maxBacklog: config.maxBacklog });
-  // BullMQ re-emits connection errors on the token queue; the client listener above logs them.
-  queue.tokens.queue.on('error', () => undefined);
 
   const registry = createRegistry('producer');
   // The dashboard's operator actions share the producer's Redis connection.
@@ -153,14 +151,6 @@ export async function runProducer(
       stopLogReports();
       logger.info('producer stopped');
     })());
-
-  // A token queue whose BullMQ connection setup failed can never add drain tokens again:
-  // exit and let the orchestrator start a fresh process.
-  queue.tokens.queue.waitUntilReady().catch((err: unknown) => {
-    if (closing !== undefined) return; // closed while connecting: expected
-    logger.fatal({ err }, 'the drain-token queue could not initialize its Redis connection; exiting');
-    void close().finally(() => process.exit(1));
-  });
 
   if (options.handleSignals ?? true) {
     let signals = 0;

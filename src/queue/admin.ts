@@ -2,7 +2,6 @@ import type { Redis } from 'ioredis';
 import { decodeEntry, type QueuedItem } from './codec';
 import { QueueKeys } from './keys';
 import { withScripts, type ScriptedRedis } from './scripts';
-import { TokenQueue } from './tokens';
 
 export interface HaltReason {
   code: string;
@@ -28,7 +27,6 @@ const FORGET: Record<number, ForgetResult> = {
 export class PartitionAdmin {
   readonly keys: QueueKeys;
   private readonly redis: ScriptedRedis;
-  private readonly tokens: TokenQueue;
 
   constructor(
     redis: Redis,
@@ -37,20 +35,17 @@ export class PartitionAdmin {
   ) {
     this.keys = new QueueKeys(namespace);
     this.redis = withScripts(redis);
-    this.tokens = new TokenQueue(redis, this.keys);
-    // BullMQ re-emits the connection's errors here; the connection's owner logs them.
-    this.tokens.queue.on('error', () => undefined);
   }
 
   /** Halts a partition; a worker draining it stops at its next batch boundary. */
   async halt(partitionKey: string, reason: HaltReason): Promise<boolean> {
     const k = this.keys;
     const r = await this.redis.tfHalt(
-      k.base,
       k.epochs,
       k.halted,
       k.pending,
-      '',
+      k.ready,
+      k.leases,
       partitionKey,
       '',
       JSON.stringify({ at: Date.now(), by: 'operator', ...reason }),
@@ -58,11 +53,10 @@ export class PartitionAdmin {
     return r === 1;
   }
 
-  /** Resumes a halted partition and re-arms it. Returns false if it was not halted. */
+  /** Resumes a halted partition and makes it claimable. Returns false if it was not halted. */
   async resume(partitionKey: string): Promise<boolean> {
     const k = this.keys;
-    const r = await this.redis.tfResume(k.halted, k.pending, k.list(partitionKey), partitionKey);
-    if (r === 1) await this.tokens.arm([partitionKey]);
+    const r = await this.redis.tfResume(k.halted, k.pending, k.list(partitionKey), k.ready, k.leases, k.wake, partitionKey);
     return r >= 0;
   }
 
@@ -112,7 +106,8 @@ export class PartitionAdmin {
     }));
   }
 
+  /** Nothing to release (the caller owns the connection). */
   close(): Promise<void> {
-    return this.tokens.close();
+    return Promise.resolve();
   }
 }

@@ -1,18 +1,30 @@
-import { Worker, type Job } from 'bullmq';
+import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { decodeEntry, type QueuedItem } from './codec';
-import { QueueKeys, TOKEN_QUEUE } from './keys';
+import { QueueKeys } from './keys';
 import { withScripts, type ScriptedRedis } from './scripts';
-import { TokenQueue } from './tokens';
 
 /** What a drain holds while it has a partition's lease. */
 interface Lease {
   readonly pk: string;
   readonly epoch: number;
-  readonly lockKey: string;
-  readonly listKey: string;
-  /** The worker's BullMQ lock token. */
-  readonly token: string;
+}
+
+/** What ack-many answered for one lease. */
+interface AckReply {
+  remaining: number;
+  /** An operator halted the partition meanwhile: the lease is released. */
+  halted: boolean;
+  /** The next batch (raw entries), when one was asked for. */
+  next: string[];
+}
+
+interface PendingAck {
+  lease: Lease;
+  items: readonly QueuedItem[];
+  want: number;
+  resolve: (r: AckReply) => void;
+  reject: (e: unknown) => void;
 }
 
 /** A run of consecutive trades at the head of one partition, handed to the handler. */
@@ -26,7 +38,7 @@ export interface Batch {
   epoch: number;
   /** Head first; seqs are consecutive. */
   items: QueuedItem[];
-  /** Failed attempts of this partition's token so far (0 on the first try). */
+  /** Failed attempts at this partition's head since its last ack (0 on the first try). */
   attempt: number;
 }
 
@@ -44,11 +56,11 @@ export class HaltPartitionError extends Error {
   }
 }
 
-/** The lease was lost (BullMQ lock expired, another lease taken): nothing was acked. */
+/** The lease was lost (it expired and another worker took the partition): nothing was acked. */
 export class LeaseLostError extends Error {
   constructor(
     readonly partitionKey: string,
-    readonly why: 'lock' | 'epoch' | 'head',
+    readonly why: 'epoch' | 'head',
   ) {
     super(`lease of partition ${partitionKey} lost (${why}); the batch was not acked`);
     this.name = 'LeaseLostError';
@@ -60,31 +72,41 @@ export type ConsumerEvent =
   | { type: 'lease-lost'; partitionKey: string; why: string }
   | { type: 'halted'; partitionKey: string; reason: HaltPartitionError['reason'] }
   | { type: 'failed'; partitionKey: string; attempt: number; error: Error }
-  | { type: 'yielded'; partitionKey: string; remaining: number };
+  | { type: 'yielded'; partitionKey: string; remaining: number }
+  /** The partition's previous lease expired in a worker's hands (it died or froze); this worker took it over. */
+  | { type: 'stalled'; partitionKey: string };
 
 export interface PartitionConsumerOptions {
-  /** Connection for the Lua scripts and the re-arm queue (the caller owns it). */
+  /**
+   * Connection for the Lua scripts (the caller owns it). The consumer
+   * duplicates it for its blocking wait on the wake-up list, and closes that copy.
+   */
   redis: Redis;
-  /** Connection for BullMQ's Worker; must have maxRetriesPerRequest: null. May be the same as redis. */
-  connection: Redis;
   namespace: string;
   handler: (batch: Batch) => Promise<void>;
-  /** Partitions drained at once by this process. @default 16 */
+  /** Partitions leased (drained) at once by this process. @default 16 */
   concurrency?: number;
+  /** Most partitions claimed in one round trip. @default half of concurrency, rounded up */
+  claimSize?: number;
   /** Trades per batch (per PostgreSQL transaction). @default 64 */
   batchSize?: number;
-  /** Trades one token drains before yielding the partition to the back of the queue. @default 512 */
+  /** Trades one lease drains before yielding the partition to the back of the queue. @default 512 */
   budget?: number;
-  /** BullMQ lock duration: how long a silent worker keeps its partitions. @default 5000 */
+  /** Lease duration: how long a silent (dead, frozen) worker keeps its partitions. @default 5000 */
   lockDurationMs?: number;
-  /** How often stalled tokens (expired locks) are looked for. @default 2500 */
+  /**
+   * The longest an idle worker waits before it looks again for expired
+   * leases and ended retry backoffs (new trades wake it at once). @default 2500
+   */
   stalledIntervalMs?: number;
   /** How long applied trade ids are remembered for duplicate detection. @default 86400 */
   dedupWindowSeconds?: number;
-  /** Token retry backoff: base * 2^(attempt-1), capped, with jitter. @default { baseMs: 100, maxMs: 30000 } */
+  /** Retry backoff of a failed batch: base * 2^(attempt-1), capped, with jitter. @default { baseMs: 100, maxMs: 30000 } */
   retry?: { baseMs: number; maxMs: number };
   onEvent?: (event: ConsumerEvent) => void;
-  /** Start fetching at once. @default true */
+  /** Redis errors of the claim loop, the acks and the lease heartbeat (each is retried). */
+  onError?: (error: unknown) => void;
+  /** Start claiming at once. @default true */
   autorun?: boolean;
 }
 
@@ -100,27 +122,43 @@ export function cappedBackoff(
 }
 
 /**
- * The worker's side of the partitioned queue: a BullMQ Worker whose jobs are
- * drain tokens. For the token of partition P it takes a lease (fencing epoch),
- * hands the handler batches of consecutive head trades, acks each batch only
- * while the lease holds, and re-arms P after `budget` trades so that partitions
- * take turns. A handler error keeps the head in place and retries the token
- * with capped backoff; other partitions go on meanwhile.
+ * The worker's side of the partitioned queue. One loop claims up to
+ * `claimSize` ready partitions per round trip (a lease with a fencing epoch
+ * on each, plus its first batch); each leased partition is drained on its own:
+ * the handler gets batches of consecutive head trades, and each batch is acked
+ * only while the lease holds. The acks of every batch that finished in the
+ * same tick go to Redis in one call, which also returns each partition's next
+ * batch, so a worker under load makes about one claim or ack round trip per
+ * group commit, not several per partition. After `budget` trades a partition
+ * goes to the back of the ready set (round-robin). A handler error keeps the
+ * head in place and makes the partition claimable again after a capped
+ * backoff; other partitions go on meanwhile. A worker that dies or freezes
+ * stops renewing its leases; once they expire, the next claim by any worker
+ * takes them over with a new epoch, which fences the old holder in Redis and
+ * in PostgreSQL.
  */
 export class PartitionConsumer {
   readonly keys: QueueKeys;
-  readonly worker: Worker;
+  /** This consumer's id (its own wake-up list). */
+  readonly id = randomUUID();
   private readonly redis: ScriptedRedis;
-  private readonly tokens: TokenQueue;
-  private readonly opts: Required<Omit<PartitionConsumerOptions, 'onEvent'>> &
-    Pick<PartitionConsumerOptions, 'onEvent'>;
+  private readonly blocking: Redis;
+  private readonly opts: Required<Omit<PartitionConsumerOptions, 'onEvent' | 'onError' | 'claimSize'>> &
+    Pick<PartitionConsumerOptions, 'onEvent' | 'onError'> & { claimSize: number };
+  private readonly held = new Map<string, Lease>();
+  private readonly drains = new Set<Promise<void>>();
+  private acks: PendingAck[] = [];
+  private loop?: Promise<void>;
   private closing?: Promise<void>;
   private stopping = false;
-  private active = 0;
+  private paused = false;
+  private slotWaiter?: () => void;
+  private heartbeat?: NodeJS.Timeout;
+  private retryTimer?: { at: number; timer: NodeJS.Timeout };
 
   constructor(options: PartitionConsumerOptions) {
+    const concurrency = options.concurrency ?? 16;
     this.opts = {
-      concurrency: 16,
       batchSize: 64,
       budget: 512,
       lockDurationMs: 5000,
@@ -129,157 +167,294 @@ export class PartitionConsumer {
       retry: { baseMs: 100, maxMs: 30000 },
       autorun: true,
       ...options,
+      concurrency,
+      claimSize: options.claimSize ?? Math.max(1, Math.ceil(concurrency / 2)),
     };
     this.keys = new QueueKeys(this.opts.namespace);
     this.redis = withScripts(this.opts.redis);
-    this.tokens = new TokenQueue(this.opts.redis, this.keys, this.opts.retry.baseMs);
-    const { baseMs, maxMs } = this.opts.retry;
-    this.worker = new Worker(TOKEN_QUEUE, (job, token) => this.counted(job, token), {
-      connection: this.opts.connection,
-      prefix: this.keys.bullPrefix,
-      concurrency: this.opts.concurrency,
-      lockDuration: this.opts.lockDurationMs,
-      stalledInterval: this.opts.stalledIntervalMs,
-      // A stalled token is a partition whose worker died; it must come back, not fail.
-      maxStalledCount: 1000,
-      autorun: this.opts.autorun,
-      settings: {
-        backoffStrategy: (attemptsMade) => cappedBackoff(attemptsMade, baseMs, maxMs),
-      },
-    });
-    this.worker.on('failed', (job, error) => {
-      if (!job) return;
-      this.opts.onEvent?.({ type: 'failed', partitionKey: job.data.pk, attempt: job.attemptsMade, error });
-    });
-    // BullMQ reports lock renewal and connection errors here; without a
-    // listener they would crash the process. They surface through 'failed' and
-    // stalled-token recovery, so logging them is the caller's business.
-    this.worker.on('error', () => undefined);
+    this.blocking = this.opts.redis.duplicate();
+    // Reported through the claim loop's own error handling.
+    this.blocking.on('error', () => undefined);
+    if (this.opts.autorun) void this.run();
   }
 
-  /** Drain tokens being processed right now: the part of `concurrency` in use. */
+  /** Partitions leased right now: the part of `concurrency` in use. */
   get activeDrains(): number {
-    return this.active;
+    return this.held.size;
   }
 
-  /** Starts fetching tokens (when constructed with autorun: false). */
+  /** Starts claiming (when constructed with autorun: false). Resolves when the consumer is closed. */
   run(): Promise<void> {
-    return this.worker.run();
+    this.loop ??= this.claimLoop();
+    if (!this.heartbeat) {
+      this.heartbeat = setInterval(() => void this.renewLeases(), Math.max(50, this.opts.lockDurationMs / 3));
+      this.heartbeat.unref();
+    }
+    return this.loop;
   }
 
-  private async counted(job: Job<{ pk: string }>, token: string | undefined): Promise<string> {
-    this.active++;
-    try {
-      return await this.drain(job, token);
-    } finally {
-      this.active--;
+  /** Resolves once both of the consumer's Redis connections answer. */
+  async waitUntilReady(): Promise<void> {
+    await Promise.all([this.redis.ping(), this.blocking.ping()]);
+  }
+
+  /**
+   * Stops taking new partitions (the circuit breaker opened); the ones in hand
+   * are drained on. With `settle`, resolves once none is in hand.
+   */
+  async pause(settle = false): Promise<void> {
+    this.paused = true;
+    if (settle) while (this.drains.size > 0) await Promise.allSettled([...this.drains]);
+  }
+
+  get isPaused(): boolean {
+    return this.paused;
+  }
+
+  resume(): void {
+    this.paused = false;
+    this.slotWaiter?.();
+  }
+
+  private async claimLoop(): Promise<void> {
+    const k = this.keys;
+    const { concurrency, claimSize, lockDurationMs, batchSize, stalledIntervalMs } = this.opts;
+    let errorDelay = 0;
+    while (!this.stopping) {
+      if (this.paused || this.held.size >= concurrency) {
+        await new Promise<void>((resolve) => (this.slotWaiter = resolve));
+        this.slotWaiter = undefined;
+        continue;
+      }
+      const room = Math.min(concurrency - this.held.size, claimSize);
+      let wait: number;
+      try {
+        const [waitMs, ...claims] = await this.redis.tfClaim(
+          k.ready,
+          k.leases,
+          k.epochs,
+          k.halted,
+          k.attempts,
+          k.stalls,
+          k.base + ':',
+          room,
+          lockDurationMs,
+          batchSize,
+        );
+        errorDelay = 0;
+        for (const c of claims) this.start(c as string[]);
+        if (claims.length === room) continue;
+        // Nothing more is ready now: wait for a wake-up (new trades, a partition
+        // yielded), or until a backoff ends or a lease expires.
+        wait = claims.length > 0 || waitMs < 0 ? stalledIntervalMs : Math.min(stalledIntervalMs, waitMs + 1);
+      } catch (err) {
+        if (this.stopping) break;
+        this.opts.onError?.(err);
+        errorDelay = Math.min(5000, Math.max(100, errorDelay * 2));
+        wait = errorDelay;
+      }
+      if (this.stopping) break;
+      if (wait <= 0) continue;
+      try {
+        await this.blocking.blpop(k.wake, k.wakeOf(this.id), wait / 1000);
+      } catch (err) {
+        if (this.stopping) break;
+        this.opts.onError?.(err);
+        await new Promise((r) => setTimeout(r, Math.min(wait, 1000)));
+      }
     }
   }
 
-  private async drain(job: Job<{ pk: string }>, token: string | undefined): Promise<string> {
-    const pk = job.data.pk;
-    const k = this.keys;
-    const lockKey = k.jobLock(job.id!);
-    const listKey = k.list(pk);
+  /** Drains one claimed partition: [pk, epoch, attempt, stalled, entry...]. */
+  private start(claim: string[]): void {
+    const [pk, epoch, attempt, stalled, ...entries] = claim as [string, string, string, string, ...string[]];
+    const lease: Lease = { pk, epoch: Number(epoch) };
+    this.held.set(pk, lease);
+    if (stalled === '1' || Number(stalled) === 1) this.opts.onEvent?.({ type: 'stalled', partitionKey: pk });
+    const p = this.drain(lease, entries, Number(attempt)).finally(() => {
+      this.held.delete(pk);
+      this.drains.delete(p);
+      this.slotWaiter?.();
+    });
+    this.drains.add(p);
+  }
+
+  private async drain(lease: Lease, first: string[], firstAttempt: number): Promise<void> {
+    const { pk, epoch } = lease;
     const { batchSize, budget } = this.opts;
-    const first = await this.redis.tfAcquire(
-      lockKey,
+    let entries = first;
+    let attempt = firstAttempt;
+    let done = 0;
+    try {
+      while (entries.length > 0) {
+        const items = entries.map(decodeEntry);
+        try {
+          await this.opts.handler({ partitionKey: pk, epoch, items, attempt });
+        } catch (err) {
+          if (err instanceof HaltPartitionError) return await this.halt(lease, items, err);
+          return await this.fail(lease, err);
+        }
+        attempt = 0;
+        done += items.length;
+        const want = this.stopping ? 0 : done < budget ? Math.min(batchSize, budget - done) : 0;
+        const r = await this.ack(lease, items, want);
+        if (r.halted) return;
+        entries = r.next;
+        if (entries.length === 0 && r.remaining > 0 && want === 0 && !this.stopping) {
+          this.opts.onEvent?.({ type: 'yielded', partitionKey: pk, remaining: r.remaining });
+        }
+      }
+    } catch (err) {
+      if (err instanceof LeaseLostError) return;
+      // Redis failed under an ack or a halt: whatever was committed is fenced
+      // by seq in PostgreSQL; hand the partition back (or let the lease expire).
+      this.opts.onError?.(err);
+      await this.fail(lease, err).catch(() => undefined);
+    }
+  }
+
+  /** The handler halted the partition: ack the committed prefix, then halt it in Redis. */
+  private async halt(lease: Lease, items: readonly QueuedItem[], err: HaltPartitionError): Promise<void> {
+    // The handler committed everything before reason.seq (see
+    // HaltPartitionError): ack that prefix, keeping the lease, so the halted
+    // head is the trade that stopped the partition and an operator acts on it.
+    const stop = err.reason.seq;
+    const prefix = stop === undefined ? [] : items.filter((i) => i.seq < stop);
+    if (prefix.length > 0) await this.ack(lease, prefix, -1);
+    const k = this.keys;
+    const r = await this.redis.tfHalt(
       k.epochs,
       k.halted,
-      listKey,
-      token ?? '',
-      pk,
-      batchSize,
+      k.pending,
+      k.ready,
+      k.leases,
+      lease.pk,
+      lease.epoch,
+      JSON.stringify(err.reason),
     );
-    if (first[0] === -1) throw this.leaseLost(pk, 'lock');
-    if (first[0] === -2) return 'halted';
-    const epoch = Number(first[0]);
-    const lease: Lease = { pk, epoch, lockKey, listKey, token: token ?? '' };
-    let entries = first.slice(1) as string[];
-    let done = 0;
-    let remaining = entries.length;
-    while (entries.length > 0) {
-      const items = entries.map(decodeEntry);
-      try {
-        await this.opts.handler({ partitionKey: pk, epoch, items, attempt: job.attemptsMade });
-      } catch (err) {
-        if (err instanceof HaltPartitionError) {
-          // The handler committed everything before reason.seq (see
-          // HaltPartitionError): ack that prefix, so the halted head is the
-          // trade that stopped the partition and an operator acts on it.
-          const prefix = err.reason.seq === undefined ? [] : items.filter((i) => i.seq < err.reason.seq!);
-          if (prefix.length > 0) await this.ack(lease, prefix, 0);
-          const r = await this.redis.tfHalt(
-            lockKey,
-            k.epochs,
-            k.halted,
-            k.pending,
-            token ?? '',
-            pk,
-            epoch,
-            JSON.stringify(err.reason),
-          );
-          if (r < 0) throw this.leaseLost(pk, r === -1 ? 'lock' : 'epoch');
-          this.opts.onEvent?.({ type: 'halted', partitionKey: pk, reason: err.reason });
-          return 'halted';
-        }
-        throw err;
-      }
-      done += items.length;
-      const next = done < budget ? Math.min(batchSize, budget - done) : 0;
-      const r = await this.ack(lease, items, next);
-      remaining = Number(r[0]);
-      if (r[1] === 1) return 'halted';
-      // Shutting down: hand the partition back at a batch boundary.
-      entries = this.stopping ? [] : (r.slice(2) as string[]);
+    if (r < 0) throw this.leaseLost(lease.pk, 'epoch');
+    this.opts.onEvent?.({ type: 'halted', partitionKey: lease.pk, reason: err.reason });
+  }
+
+  /** A batch failed: give the lease back; the partition is claimable again after a backoff. */
+  private async fail(lease: Lease, error: unknown): Promise<void> {
+    const k = this.keys;
+    const attempts = Number(await this.redis.hget(k.attempts, lease.pk)) + 1;
+    const { baseMs, maxMs } = this.opts.retry;
+    const delay = this.stopping ? 0 : cappedBackoff(attempts, baseMs, maxMs);
+    const r = await this.redis.tfRelease(
+      k.epochs,
+      k.leases,
+      k.ready,
+      k.attempts,
+      k.halted,
+      lease.pk,
+      lease.epoch,
+      delay,
+      this.stopping ? 0 : 1,
+    );
+    if (r < 0) {
+      this.leaseLost(lease.pk, 'epoch');
+      return;
     }
-    if (remaining > 0) {
-      // Budget spent: go to the back of the line. Stored by keepLastIfActive,
-      // re-created by BullMQ when this token completes.
-      await this.tokens.arm([pk]);
-      this.opts.onEvent?.({ type: 'yielded', partitionKey: pk, remaining });
-    }
-    return `drained ${done}`;
+    this.opts.onEvent?.({
+      type: 'failed',
+      partitionKey: lease.pk,
+      attempt: r,
+      error: error instanceof Error ? error : new Error(String(error)),
+    });
+    if (!this.stopping) this.wakeAt(Date.now() + delay);
+  }
+
+  /** Makes this consumer's claim loop look again at `at` (a retry it scheduled itself). */
+  private wakeAt(at: number): void {
+    if (this.retryTimer && this.retryTimer.at <= at) return;
+    if (this.retryTimer) clearTimeout(this.retryTimer.timer);
+    const timer = setTimeout(
+      () => {
+        this.retryTimer = undefined;
+        this.nudge();
+      },
+      Math.max(0, at - Date.now()),
+    );
+    timer.unref();
+    this.retryTimer = { at, timer };
+  }
+
+  /** Ends this consumer's blocking wait, if it is in one. */
+  private nudge(): void {
+    this.redis.rpush(this.keys.wakeOf(this.id), 1).catch(() => undefined);
   }
 
   /**
    * Acks `items` (the head of the partition, committed by the handler) while
-   * the lease holds, asking for the `next` batch in the same round trip.
-   * @throws LeaseLostError when the lock, the epoch or the head is not the lease's
+   * the lease holds, asking for the next `want` entries (0: release; -1: keep
+   * the lease, nothing more). Every ack asked for in the same tick goes to
+   * Redis in one call.
+   * @throws LeaseLostError when the epoch or the head is not the lease's
    */
-  private async ack(lease: Lease, items: readonly QueuedItem[], next: number): Promise<(number | string)[]> {
+  private ack(lease: Lease, items: readonly QueuedItem[], want: number): Promise<AckReply> {
+    return new Promise((resolve, reject) => {
+      this.acks.push({ lease, items, want, resolve, reject });
+      if (this.acks.length === 1) setImmediate(() => void this.flushAcks());
+    });
+  }
+
+  private async flushAcks(): Promise<void> {
+    const batch = this.acks;
+    this.acks = [];
     const k = this.keys;
-    const firstSeq = items[0]!.seq;
-    const lastSeq = items[items.length - 1]!.seq;
-    const r = await this.redis.tfAck(
-      lease.listKey,
-      lease.lockKey,
+    const args: (string | number)[] = [
       k.epochs,
       k.backlog,
       k.pending,
       k.halted,
-      lease.token,
-      lease.pk,
-      lease.epoch,
-      items.length,
-      firstSeq,
-      lastSeq,
+      k.ready,
+      k.leases,
+      k.attempts,
+      k.wake,
       k.base + ':',
       this.opts.dedupWindowSeconds,
-      next,
-    );
-    if (r[0] === -1 || r[0] === -2 || r[0] === -3) {
-      throw this.leaseLost(lease.pk, r[0] === -1 ? 'lock' : r[0] === -2 ? 'epoch' : 'head');
+      this.opts.lockDurationMs,
+    ];
+    for (const a of batch) {
+      args.push(a.lease.pk, a.lease.epoch, a.items.length, a.items[0]!.seq, a.items[a.items.length - 1]!.seq, a.want);
     }
-    this.opts.onEvent?.({
-      type: 'acked',
-      partitionKey: lease.pk,
-      epoch: lease.epoch,
-      count: items.length,
-      firstSeq,
-      lastSeq,
+    let replies: (number | string)[][];
+    try {
+      replies = await this.redis.tfAckMany(...args);
+    } catch (err) {
+      for (const a of batch) a.reject(err);
+      return;
+    }
+    batch.forEach((a, i) => {
+      const r = replies[i]!;
+      if (r[0] === -2 || r[0] === -3) {
+        a.reject(this.leaseLost(a.lease.pk, r[0] === -2 ? 'epoch' : 'head'));
+        return;
+      }
+      this.opts.onEvent?.({
+        type: 'acked',
+        partitionKey: a.lease.pk,
+        epoch: a.lease.epoch,
+        count: a.items.length,
+        firstSeq: a.items[0]!.seq,
+        lastSeq: a.items[a.items.length - 1]!.seq,
+      });
+      a.resolve({ remaining: Number(r[0]), halted: Number(r[1]) === 1, next: r.slice(2) as string[] });
     });
-    return r;
+  }
+
+  /** The heartbeat: extends every lease in hand, in one call. */
+  private async renewLeases(): Promise<void> {
+    if (this.held.size === 0) return;
+    const args: (string | number)[] = [this.keys.epochs, this.keys.leases, this.opts.lockDurationMs];
+    for (const l of this.held.values()) args.push(l.pk, l.epoch);
+    try {
+      await this.redis.tfExtend(...args);
+    } catch (err) {
+      this.opts.onError?.(err);
+    }
   }
 
   private leaseLost(pk: string, why: LeaseLostError['why']): LeaseLostError {
@@ -288,14 +463,24 @@ export class PartitionConsumer {
   }
 
   /**
-   * Stops taking tokens and waits for the batches in hand (idempotent). A
-   * token whose drain is cut short keeps its head: the next owner resumes it.
+   * Stops claiming and waits for the batches in hand (idempotent): each
+   * partition is handed back at its next batch boundary, made ready for the
+   * other workers. `force` does not wait: the leases in hand expire and are
+   * taken over.
    */
   close(force = false): Promise<void> {
     this.closing ??= (async () => {
       this.stopping = true;
-      await this.worker.close(force);
-      await this.tokens.close();
+      this.slotWaiter?.();
+      if (this.heartbeat) clearInterval(this.heartbeat);
+      if (this.retryTimer) clearTimeout(this.retryTimer.timer);
+      if (!force) {
+        this.nudge();
+        await this.loop;
+        while (this.drains.size > 0) await Promise.allSettled([...this.drains]);
+      }
+      this.blocking.disconnect();
+      await this.redis.del(this.keys.wakeOf(this.id)).catch(() => undefined);
     })();
     return this.closing;
   }

@@ -5,5 +5,4 @@ export * from './consumer';
 export * from './reconciler';
 export * from './signals';
 export * from './admin';
-export { tokenJobOptions, TokenQueue } from './tokens';
 export { withScripts, readScripts } from './scripts';

@@ -1,16 +1,10 @@
 /**
  * The one place where tradefleet's Redis key names are built.
  *
- * Every key of one namespace carries the same hash tag (`{<namespace>}`), and
- * BullMQ's own keys use the same tag through its `prefix`, so that the Lua
- * scripts, which touch the partition lists, the scaling signals and BullMQ's
- * job lock in one call, run unchanged on Redis Cluster.
+ * Every key of one namespace carries the same hash tag (`{<namespace>}`), so
+ * that the Lua scripts, which touch the partition lists, the leases and the
+ * scaling signals in one call, run unchanged on Redis Cluster.
  */
-
-/** BullMQ queue name of the drain tokens. */
-export const TOKEN_QUEUE = 'drain';
-/** BullMQ job name of a drain token. */
-export const TOKEN_JOB = 'drain';
 
 const NAMESPACE_PATTERN = /^[a-z0-9][a-z0-9-]{0,39}$/;
 
@@ -40,10 +34,20 @@ export class QueueKeys {
   readonly listPrefix: string;
   /** Mutual exclusion of the reconciler across workers. */
   readonly reconcilerLock: string;
-  /** Prefix of BullMQ's deduplication keys for the token queue (`...:de:<partitionKey>`). */
-  readonly dedupPrefix: string;
-  /** Prefix of BullMQ's job hashes for the token queue (`...:<jobId>`). */
-  readonly jobPrefix: string;
+  /**
+   * Sorted set of the partitions a worker may claim (trades queued, no lease,
+   * not halted), scored by the ms from which they may be: the time they became
+   * ready (FIFO, round-robin), or the end of a retry backoff.
+   */
+  readonly ready: string;
+  /** Sorted set partitionKey -> expiry (ms) of every lease held by a worker. */
+  readonly leases: string;
+  /** Hash partitionKey -> failed attempts since the partition's last ack (retry backoff). */
+  readonly attempts: string;
+  /** Hash partitionKey -> leases that expired in a worker's hands (died, froze). */
+  readonly stalls: string;
+  /** Bounded list of wake-up signals idle workers block on (BLPOP). */
+  readonly wake: string;
 
   constructor(readonly namespace: string) {
     if (!NAMESPACE_PATTERN.test(namespace)) {
@@ -60,8 +64,11 @@ export class QueueKeys {
     this.donePrefix = `${this.base}:done:`;
     this.listPrefix = `${this.base}:p:`;
     this.reconcilerLock = `${this.base}:reconciler`;
-    this.jobPrefix = `${this.base}:${TOKEN_QUEUE}:`;
-    this.dedupPrefix = `${this.base}:${TOKEN_QUEUE}:de:`;
+    this.ready = `${this.base}:ready`;
+    this.leases = `${this.base}:leases`;
+    this.attempts = `${this.base}:attempts`;
+    this.stalls = `${this.base}:stalls`;
+    this.wake = `${this.base}:wake`;
   }
 
   /** The list of one partition's unapplied trades, head first. */
@@ -74,18 +81,8 @@ export class QueueKeys {
     return this.donePrefix + tradeId;
   }
 
-  /** BullMQ's lock key of a token job (its value is the owning worker's token). */
-  jobLock(jobId: string): string {
-    return `${this.jobPrefix}${jobId}:lock`;
-  }
-
-  /** BullMQ's deduplication key of a partition's drain token. */
-  dedup(partitionKey: string): string {
-    return this.dedupPrefix + partitionKey;
-  }
-
-  /** The `prefix` option to give BullMQ so that its keys share the hash tag. */
-  get bullPrefix(): string {
-    return this.base;
+  /** A worker's own wake-up list (its close and its retry timers push to it). */
+  wakeOf(workerId: string): string {
+    return `${this.wake}:${workerId}`;
   }
 }

@@ -2,7 +2,6 @@ import type { Redis } from 'ioredis';
 import { encodeBody } from './codec';
 import { QueueKeys } from './keys';
 import { withScripts, type ScriptedRedis } from './scripts';
-import { TokenQueue } from './tokens';
 
 /** One trade to enqueue, already validated and serialized by the caller. */
 export interface EnqueueItem {
@@ -45,21 +44,18 @@ export interface PartitionQueueOptions {
   namespace: string;
   /** Refuse an enqueue that would take the backlog past this. 0 = unlimited. @default 0 */
   maxBacklog?: number;
-  /** Base delay of the token retry backoff. @default 100 */
-  retryBaseMs?: number;
 }
 
 const STATUS: Record<number, EnqueueStatus> = { 0: 'queued', 1: 'duplicate', 2: 'conflict' };
 
 /**
  * The producer's side of the partitioned queue: one atomic Lua call per
- * enqueue (duplicate check, seq, RPUSH, scaling signals), then the drain tokens
- * of the partitions that went from empty to non-empty. A crash between the two
- * steps leaves trades without a token; the reconciler re-arms them.
+ * enqueue (duplicate check, seq, RPUSH, scaling signals, and the partitions
+ * that went from empty to non-empty made ready for the workers, with a
+ * wake-up for an idle one).
  */
 export class PartitionQueue {
   readonly keys: QueueKeys;
-  readonly tokens: TokenQueue;
   private readonly redis: ScriptedRedis;
   private readonly maxBacklog: number;
 
@@ -67,7 +63,6 @@ export class PartitionQueue {
     this.keys = new QueueKeys(opts.namespace);
     this.redis = withScripts(opts.redis);
     this.maxBacklog = opts.maxBacklog ?? 0;
-    this.tokens = new TokenQueue(opts.redis, this.keys, opts.retryBaseMs);
   }
 
   /**
@@ -78,22 +73,29 @@ export class PartitionQueue {
   async enqueue(items: readonly EnqueueItem[]): Promise<EnqueueResult[]> {
     if (items.length === 0) return [];
     const k = this.keys;
-    const args: (string | number)[] = [k.seqs, k.backlog, k.pending, k.halted, k.base + ':', this.maxBacklog];
+    const args: (string | number)[] = [
+      k.seqs,
+      k.backlog,
+      k.pending,
+      k.halted,
+      k.ready,
+      k.wake,
+      k.base + ':',
+      this.maxBacklog,
+    ];
     for (const it of items)
       args.push(it.partitionKey, it.tradeId, it.payloadHash, encodeBody(it.body, it.traceparent));
     const raw = await this.redis.tfEnqueue(...args);
     if (raw[0] === -1) throw new BacklogFullError(Number(raw[1]), this.maxBacklog);
     const results: EnqueueResult[] = [];
-    const arm: string[] = [];
     for (let i = 0; i < items.length; i++) {
       results.push({ status: STATUS[raw[i * 3]!]!, seq: Number(raw[i * 3 + 1]) });
-      if (raw[i * 3 + 2] === 1) arm.push(items[i]!.partitionKey);
     }
-    await this.tokens.arm(arm);
     return results;
   }
 
+  /** Nothing to release (the caller owns the connection); kept for symmetry with the other queue objects. */
   close(): Promise<void> {
-    return this.tokens.close();
+    return Promise.resolve();
   }
 }

@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { QueueKeys } from './keys';
 import { withScripts, type ScriptedRedis } from './scripts';
-import { TokenQueue } from './tokens';
 
 export interface ReconcilerOptions {
   redis: Redis;
@@ -16,15 +15,15 @@ export interface ReconcilerOptions {
 }
 
 /**
- * Re-arms partitions that have trades but no drain token: a producer that died
- * between its enqueue and its token add, a token whose attempts ran out, a
- * token removed by hand. Runs in every worker; a Redis lock lets one pass run
- * at a time across the fleet.
+ * Makes claimable again the partitions that have trades but are neither
+ * ready, leased nor halted. Enqueue, ack, release and resume keep that true
+ * atomically, so this repairs only state changed from outside (keys deleted
+ * by hand, a partial restore). Runs in every worker; a Redis lock lets one
+ * pass run at a time across the fleet.
  */
 export class Reconciler {
   private readonly keys: QueueKeys;
   private readonly redis: ScriptedRedis;
-  private readonly tokens: TokenQueue;
   private readonly id = randomUUID();
   private timer?: NodeJS.Timeout;
   private running?: Promise<unknown>;
@@ -32,7 +31,6 @@ export class Reconciler {
   constructor(private readonly opts: ReconcilerOptions) {
     this.keys = new QueueKeys(opts.namespace);
     this.redis = withScripts(opts.redis);
-    this.tokens = new TokenQueue(opts.redis, this.keys);
   }
 
   /** One pass over the pending set; returns the partitions it re-armed. */
@@ -42,7 +40,7 @@ export class Reconciler {
     if (got !== 'OK') return [];
     const pageSize = this.opts.pageSize ?? 500;
     const armed: string[] = [];
-    // ZSCAN, not ranks: tokens drain partitions out of the set while we page,
+    // ZSCAN, not ranks: workers drain partitions out of the set while we page,
     // and ZSCAN still returns every member present for the whole pass.
     let cursor = '0';
     do {
@@ -50,16 +48,9 @@ export class Reconciler {
       cursor = next;
       const pks = flat.filter((_, i) => i % 2 === 0);
       if (pks.length === 0) continue;
-      const unarmed = (await this.redis.tfUnarmed(
-        this.keys.pending,
-        this.keys.dedupPrefix,
-        this.keys.jobPrefix,
-        ...pks,
-      )) as string[];
-      if (unarmed.length > 0) {
-        await this.tokens.arm(unarmed);
-        armed.push(...unarmed);
-      }
+      const k = this.keys;
+      const rearmed = await this.redis.tfRearm(k.pending, k.halted, k.ready, k.leases, k.wake, ...pks);
+      armed.push(...rearmed);
     } while (cursor !== '0');
     if (armed.length > 0) this.opts.onArmed?.(armed);
     return armed;
@@ -78,6 +69,5 @@ export class Reconciler {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     await this.running;
-    await this.tokens.close();
   }
 }

@@ -34,12 +34,14 @@ let cache: ScriptFile[] | undefined;
 /** The commands the scripts define, typed. Results are Redis replies as ioredis returns them. */
 export interface ScriptCommands {
   tfEnqueue(...args: (string | number)[]): Promise<number[]>;
-  tfAcquire(...args: (string | number)[]): Promise<(number | string)[]>;
-  tfAck(...args: (string | number)[]): Promise<(number | string)[]>;
+  tfClaim(...args: (string | number)[]): Promise<[number, ...(number | string)[][]]>;
+  tfAckMany(...args: (string | number)[]): Promise<(number | string)[][]>;
+  tfRelease(...args: (string | number)[]): Promise<number>;
+  tfExtend(...args: (string | number)[]): Promise<number[]>;
   tfHalt(...args: (string | number)[]): Promise<number>;
   tfResume(...args: (string | number)[]): Promise<number>;
   tfSkipHead(...args: (string | number)[]): Promise<number | string>;
-  tfUnarmed(...args: (string | number)[]): Promise<string[]>;
+  tfRearm(...args: (string | number)[]): Promise<string[]>;
   tfForgetTrade(...args: (string | number)[]): Promise<number>;
   tfRaiseEpoch(...args: (string | number)[]): Promise<number>;
 }

@@ -39,6 +39,34 @@ export async function readSignals(redis: Redis, keys: QueueKeys): Promise<QueueS
   };
 }
 
+/** Where the partitions with work are in their life cycle, as the dashboard shows it. */
+export interface LeaseCounts {
+  /** Claimable now: trades queued, no lease. */
+  ready: number;
+  /** Waiting out a retry backoff after a failed batch. */
+  retrying: number;
+  /** Leased by a worker (being drained). */
+  leased: number;
+  /** Of those, leases past their expiry: a worker died or froze; the next claim takes them over. */
+  expired: number;
+}
+
+export async function readLeaseCounts(redis: Redis, keys: QueueKeys): Promise<LeaseCounts> {
+  const t = await redis.time();
+  const now = Number(t[0]) * 1000 + Math.floor(Number(t[1]) / 1000);
+  const res = await redis
+    .multi()
+    .zcount(keys.ready, '-inf', now)
+    .zcount(keys.ready, `(${now}`, '+inf')
+    .zcard(keys.leases)
+    .zcount(keys.leases, '-inf', now)
+    .exec();
+  if (!res) throw new Error('lease counts transaction aborted');
+  for (const [err] of res) if (err) throw err;
+  const [ready, retrying, leased, expired] = res.map(([, v]) => Number(v));
+  return { ready: ready!, retrying: retrying!, leased: leased!, expired: expired! };
+}
+
 /** The first `count` unapplied trades of a partition, head first. */
 export async function readHead(
   redis: Redis,

@@ -402,7 +402,7 @@ export async function runWorker(
           { err: info.error },
           'PostgreSQL unreachable: circuit open, taking no new partitions until it answers',
         );
-        await consumer.worker.pause(true);
+        void consumer.pause();
       } else if (state === 'open') {
         logger.warn(
           { err: info.error, nextProbeMs: breaker.nextProbeDelayMs() },
@@ -410,7 +410,7 @@ export async function runWorker(
         );
       } else if (state === 'closed') {
         logger.info('PostgreSQL reachable again: circuit closed, resuming');
-        if (!stopping) await consumer.worker.resume();
+        if (!stopping) consumer.resume();
       }
     },
     onError: (err) => logger.error({ err }, 'circuit breaker transition failed'),
@@ -418,7 +418,6 @@ export async function runWorker(
 
   const consumer = new PartitionConsumer({
     redis,
-    connection: redis,
     namespace: config.namespace,
     concurrency: config.concurrency,
     batchSize: config.batchSize,
@@ -442,8 +441,8 @@ export async function runWorker(
       countConsumerEvent(metrics, e);
       logConsumerEvent(logger, e);
     },
+    onError: throttled(logger, 'partition consumer: Redis error (retrying)'),
   });
-  consumer.worker.on('error', throttled(logger, 'drain-token worker error'));
   const reconciler = new Reconciler({
     redis,
     namespace: config.namespace,

@@ -28,7 +28,6 @@ const workMs = Number(env.WORK_MS ?? 0);
 
 const consumer = new PartitionConsumer({
   redis,
-  connection: redis,
   namespace: env.NAMESPACE!,
   concurrency: Number(env.CONCURRENCY ?? 8),
   batchSize: Number(env.BATCH_SIZE ?? 16),
@@ -50,7 +49,7 @@ const consumer = new PartitionConsumer({
   },
 });
 
-consumer.worker.waitUntilReady().then(() => log({ ev: 'ready' }));
+consumer.waitUntilReady().then(() => log({ ev: 'ready' }));
 
 let stopping = false;
 const stop = async () => {

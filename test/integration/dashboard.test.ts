@@ -59,7 +59,6 @@ interface Dashboard {
 async function start(opts: { readOnly?: boolean; namespace?: string } = {}): Promise<Dashboard> {
   const namespace = opts.namespace ?? testNamespace('dashboard');
   const queue = new PartitionQueue({ redis, namespace });
-  queue.tokens.queue.on('error', () => undefined);
   const admin = new PartitionAdmin(redis, namespace);
   const app = buildProducerApp({
     queue,

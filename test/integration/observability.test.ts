@@ -66,7 +66,6 @@ afterAll(async () => {
 
 function producer(namespace: string, tracing = false): { app: FastifyInstance; queue: PartitionQueue } {
   const queue = new PartitionQueue({ redis, namespace });
-  queue.tokens.queue.on('error', () => undefined);
   const config = loadProducerConfig({ TRADEFLEET_NAMESPACE: namespace });
   const app = buildProducerApp({
     queue,

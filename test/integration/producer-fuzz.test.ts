@@ -66,7 +66,6 @@ const harnesses: Harness[] = [];
 function harness(bodyLimit: number): Harness {
   const namespace = testNamespace('fuzz');
   const queue = new PartitionQueue({ redis, namespace, maxBacklog: 0 });
-  queue.tokens.queue.on('error', () => undefined);
   const errors: Record<string, unknown>[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, done) {

@@ -54,7 +54,6 @@ function consumer(
 ) {
   const c = new PartitionConsumer({
     redis,
-    connection: redis,
     namespace,
     handler,
     concurrency: 4,
@@ -199,14 +198,24 @@ test('fencing: a batch whose lease was taken over is not acked, and the epoch mo
   expect(epochs[1]).toBeGreaterThan(epochs[0]! + 1);
 });
 
-test('reconciler: trades pushed without a token (a producer that crashed) are drained after the reconciler runs', async () => {
+test('reconciler: partitions with trades that are neither ready nor leased (ready set lost by hand) are drained after the reconciler runs', async () => {
   const ns = testNamespace('reconcile');
   const keys = new QueueKeys(ns);
   const scripted = withScripts(redis);
-  // The enqueue step alone, as if the producer died before adding the tokens.
-  const args: (string | number)[] = [keys.seqs, keys.backlog, keys.pending, keys.halted, keys.base + ':', 0];
+  const args: (string | number)[] = [
+    keys.seqs,
+    keys.backlog,
+    keys.pending,
+    keys.halted,
+    keys.ready,
+    keys.wake,
+    keys.base + ':',
+    0,
+  ];
   for (let p = 0; p < 5; p++) for (let i = 0; i < 3; i++) args.push(`P${p}`, `T${p}-${i}`, 'h', '{}');
   await scripted.tfEnqueue(...args);
+  // State changed from outside: the ready set is gone, the trades are not.
+  await redis.del(keys.ready);
   const applied: string[] = [];
   consumer(ns, async (b) => void applied.push(...b.items.map((i) => i.tradeId)));
   await new Promise((r) => setTimeout(r, 300));
@@ -289,6 +298,9 @@ test('scripts survive SCRIPT FLUSH (as after a Redis restart)', async () => {
     q.keys.halted,
     q.keys.pending,
     q.keys.list('P'),
+    q.keys.ready,
+    q.keys.leases,
+    q.keys.wake,
     'P',
   );
   const res = await p.exec();
@@ -313,7 +325,6 @@ test('signals: pending partitions, backlog and oldest age equal the truth after 
   const start = () => {
     c = new PartitionConsumer({
       redis,
-      connection: redis,
       namespace: ns,
       concurrency: 3,
       batchSize: 3,
@@ -366,7 +377,7 @@ test('signals: pending partitions, backlog and oldest age equal the truth after 
           queued.set(batch[i]!.partitionKey, (queued.get(batch[i]!.partitionKey) ?? 0) + 1);
       });
     } else if (action < 7) {
-      await c!.worker.resume();
+      await c!.resume();
       await new Promise((r) => setTimeout(r, rand(60)));
     } else if (action < 8) {
       await c!.close(true); // a crash: batches in hand stay un-acked until their lock expires
@@ -384,14 +395,14 @@ test('signals: pending partitions, backlog and oldest age equal the truth after 
         halted.add(pk);
       }
     }
-    await c!.worker.pause(); // wait for the batches in hand, so the truth is settled
+    await c!.pause(true); // wait for the batches in hand, so the truth is settled
     await check(`step ${step} (action ${action})`);
   }
   for (const pk of halted) await admin.resume(pk);
   halted.clear();
-  c!.worker.resume();
+  c!.resume();
   await waitFor('drain', async () => (await readSignals(redis, keys)).backlog === 0, 20000);
-  await c!.worker.pause();
+  await c!.pause(true);
   await check('final');
   expect([...queued.values()].every((n) => n === 0)).toBe(true);
   await c!.close();
@@ -406,7 +417,6 @@ test('redis-restart: queued trades survive a Redis restart (AOF), scripts are re
     const applied: string[] = [];
     const c = new PartitionConsumer({
       redis: own,
-      connection: own,
       namespace: ns,
       handler: async (b) => void applied.push(...b.items.map((i) => i.tradeId)),
       batchSize: 2,

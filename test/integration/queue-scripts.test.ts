@@ -16,15 +16,17 @@ afterAll(() => redis.quit());
 
 test('there are scripts to check', () => {
   expect(scripts.map((s) => s.name).sort()).toEqual([
-    'ack',
-    'acquire',
+    'ackMany',
+    'claim',
     'enqueue',
+    'extend',
     'forgetTrade',
     'halt',
     'raiseEpoch',
+    'rearm',
+    'release',
     'resume',
     'skipHead',
-    'unarmed',
   ]);
 });
 

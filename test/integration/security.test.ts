@@ -89,7 +89,6 @@ async function startApi(opts: {
 }): Promise<Api> {
   const namespace = testNamespace('security');
   const queue = new PartitionQueue({ redis, namespace });
-  queue.tokens.queue.on('error', () => undefined);
   const admin = new PartitionAdmin(redis, namespace);
   const logs: Record<string, unknown>[] = [];
   const sink = new Writable({

@@ -162,7 +162,7 @@ test('circuit breaker: PostgreSQL down pauses the worker, back up resumes it; po
     await enqueue(20, 40);
     await waitFor(
       'the circuit to open and the worker to pause',
-      () => worker!.breaker.state !== 'closed' && worker!.consumer.worker.isPaused(),
+      () => worker!.breaker.state !== 'closed' && worker!.consumer.isPaused,
       15_000,
       20,
     );
@@ -172,7 +172,7 @@ test('circuit breaker: PostgreSQL down pauses the worker, back up resumes it; po
     await pg.restart();
     await drained();
     expect(worker.breaker.state).toBe('closed');
-    expect(worker.consumer.worker.isPaused()).toBe(false);
+    expect(worker.consumer.isPaused).toBe(false);
     expect(lines.some((l) => l.level === 'info' && /circuit closed/.test(l.msg))).toBe(true);
 
     const check = createDb({ databaseUrl: pg.url, poolSize: 1 });
