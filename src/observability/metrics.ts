@@ -83,12 +83,21 @@ export const RETRY_CAUSES = [
 ] as const;
 export type RetryCause = (typeof RETRY_CAUSES)[number];
 
-/** `batch`: an in-place retry of a PostgreSQL transaction; `token`: a drain token failed and will be retried by the queue. */
-export const RETRY_KINDS = ['batch', 'token'] as const;
+/**
+ * `batch`: an in-place retry of a PostgreSQL transaction while the lease is
+ * held; `partition`: a batch failed, the lease was released and the partition
+ * is claimed again (by any worker) after a capped exponential backoff.
+ */
+export const RETRY_KINDS = ['batch', 'partition'] as const;
 export type RetryKind = (typeof RETRY_KINDS)[number];
 
-/** How a lease was lost: the BullMQ lock, a newer epoch in Redis, a changed head, or a newer epoch in PostgreSQL. */
-export const LEASE_LOSS_REASONS = ['lock', 'epoch', 'head', 'fenced'] as const;
+/**
+ * How a lease was lost: `epoch`, the lease expired and another lease of the
+ * partition was taken since (Redis refused the ack, release or halt); `head`, the partition's
+ * head is no longer the batch's trades; `fenced`, PostgreSQL holds a newer
+ * epoch for the partition (it refused the commit).
+ */
+export const LEASE_LOSS_REASONS = ['epoch', 'head', 'fenced'] as const;
 export type LeaseLossReason = (typeof LEASE_LOSS_REASONS)[number];
 
 /** How one batch handler call ended. */
@@ -192,12 +201,13 @@ export interface WorkerMetrics {
   readonly endToEndLatency: Histogram<string>;
   readonly retries: Counter<'kind' | 'cause'>;
   readonly leaseLosses: Counter<'reason'>;
+  readonly leasesTakenOver: Counter<string>;
   readonly rearmed: Counter<string>;
 }
 
 /** What the worker's gauges read when scraped. */
 export interface WorkerLiveState {
-  /** Drain tokens being processed now (PartitionConsumer.activeDrains). */
+  /** Partitions leased and being drained now (PartitionConsumer.activeDrains). */
   activeDrains(): number;
   breakerState(): BreakerState;
   /** WORKER_CONCURRENCY. */
@@ -262,7 +272,7 @@ export function createWorkerMetrics(registry: Registry, live: WorkerLiveState): 
   });
   const retries = new Counter({
     name: 'tradefleet_worker_retries_total',
-    help: 'Retries by kind (batch: in place, token: the drain token goes back to the queue) and cause.',
+    help: 'Retries by kind (batch: the transaction retried in place, lease held; partition: the lease released and the partition claimed again after a backoff) and cause.',
     labelNames: ['kind', 'cause'] as const,
     registers,
   });
@@ -270,15 +280,23 @@ export function createWorkerMetrics(registry: Registry, live: WorkerLiveState): 
 
   const leaseLosses = new Counter({
     name: 'tradefleet_worker_lease_losses_total',
-    help: 'Partition leases lost by this worker (its batch was not acked), by reason (lock, epoch, head, fenced).',
+    help: 'Partition leases lost by this worker (its batch was not acked), by reason (epoch, head, fenced).',
     labelNames: ['reason'] as const,
     registers,
   });
   for (const reason of LEASE_LOSS_REASONS) leaseLosses.inc({ reason }, 0);
 
+  const leasesTakenOver = new Counter({
+    name: 'tradefleet_worker_leases_taken_over_total',
+    help:
+      'Expired partition leases this worker took over (their holder died, froze or could not reach Redis to extend them); ' +
+      'each such partition is drained again from its head under a new epoch, which fences the old holder.',
+    registers,
+  });
+
   const rearmed = new Counter({
     name: 'tradefleet_worker_reconciler_rearmed_total',
-    help: 'Partitions with trades but no drain token that the reconciler re-armed.',
+    help: 'Partitions the reconciler made ready again: they had trades but were neither ready, leased nor halted (state changed from outside).',
     registers,
   });
 
@@ -319,6 +337,7 @@ export function createWorkerMetrics(registry: Registry, live: WorkerLiveState): 
     endToEndLatency,
     retries,
     leaseLosses,
+    leasesTakenOver,
     rearmed,
   };
 }

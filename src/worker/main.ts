@@ -54,7 +54,10 @@ export interface WorkerTuning {
     readonly probeBaseMs: number;
     readonly probeMaxMs: number;
   };
-  /** How often the reconciler re-arms partitions without a token. @default 5000 */
+  /**
+   * How often the reconciler makes ready again the partitions with trades
+   * that are neither ready nor leased (state changed from outside). @default 5000
+   */
   readonly reconcileIntervalMs?: number;
   /** Group commit (see group-commit.ts). @default { maxBatches: 64, maxTrades: 1024, maxInFlight: 2 } */
   readonly groupCommit?: {
@@ -84,10 +87,11 @@ export interface RunningWorker {
   /** The /metrics endpoint; undefined when METRICS_PORT is 0 or the port could not be bound. */
   readonly metricsServer: MetricsServer | undefined;
   /**
-   * Graceful shutdown, idempotent (the same promise every time): stop taking
-   * tokens, let batches in hand finish within SHUTDOWN_TIMEOUT_MS, then force;
-   * close reconciler, consumer, Redis and PostgreSQL. `forced` is true when
-   * the deadline was hit.
+   * Graceful shutdown, idempotent (the same promise every time): stop
+   * claiming partitions, let batches in hand finish within SHUTDOWN_TIMEOUT_MS
+   * (each partition is handed back, ready, at its batch boundary), then force
+   * (the leases in hand expire and are taken over); close reconciler,
+   * consumer, Redis and PostgreSQL. `forced` is true when the deadline was hit.
    */
   close(): Promise<{ forced: boolean }>;
 }
@@ -114,8 +118,8 @@ export interface BatchHandlerDeps {
   readonly groupCommit?: WorkerTuning['groupCommit'];
 }
 
-/** The retry-metric cause of a failed drain token. */
-export function tokenFailureCause(err: unknown): RetryCause {
+/** The retry-metric cause of a failed partition batch (the partition is retried after a backoff). */
+export function partitionFailureCause(err: unknown): RetryCause {
   if (err instanceof LeaseLostError) return 'lease_lost';
   if (err instanceof FencedError) return 'fenced';
   return failureCause(err);
@@ -282,7 +286,13 @@ function logConsumerEvent(logger: Logger, e: ConsumerEvent): void {
     case 'failed':
       logger.debug(
         { partitionKey: e.partitionKey, attempt: e.attempt, err: e.error },
-        'drain token failed; it will be retried',
+        'batch failed; the partition will be retried after a backoff',
+      );
+      return;
+    case 'stalled':
+      logger.warn(
+        { partitionKey: e.partitionKey },
+        'took over an expired lease (its holder died, froze or lost Redis); draining the partition again from its head',
       );
       return;
     case 'acked':
@@ -303,13 +313,16 @@ function logConsumerEvent(logger: Logger, e: ConsumerEvent): void {
 function countConsumerEvent(metrics: WorkerMetrics, e: ConsumerEvent): void {
   switch (e.type) {
     case 'lease-lost':
-      metrics.leaseLosses.inc({ reason: bounded(e.why, LEASE_LOSS_REASONS, 'lock') });
+      metrics.leaseLosses.inc({ reason: bounded(e.why, LEASE_LOSS_REASONS, 'epoch') });
       return;
     case 'halted':
       metrics.halts.inc({ reason_code: bounded(e.reason.code, REASON_CODES, 'other') });
       return;
     case 'failed':
-      metrics.retries.inc({ kind: 'token', cause: tokenFailureCause(e.error) });
+      metrics.retries.inc({ kind: 'partition', cause: partitionFailureCause(e.error) });
+      return;
+    case 'stalled':
+      metrics.leasesTakenOver.inc();
       return;
     default:
       return;
@@ -370,9 +383,9 @@ export async function runWorker(
     applicationName: 'tradefleet-worker',
     logger,
   });
-  // One connection for the scripts, the token queues and BullMQ (which
-  // duplicates it for its blocking fetch). null: commands wait out a Redis
-  // restart instead of failing after 20 retries.
+  // One connection for the queue's scripts, shared by the consumer (which
+  // duplicates it for its blocking wait on the wake list) and the reconciler.
+  // null: commands wait out a Redis restart instead of failing after 20 retries.
   const redis: Redis = createRedis(config, {
     maxRetriesPerRequest: null,
     enableAutoPipelining: true,
@@ -451,7 +464,7 @@ export async function runWorker(
       metrics.rearmed.inc(pks.length);
       logger.info(
         { partitionKeys: pks.slice(0, 50), count: pks.length },
-        're-armed partitions without a drain token',
+        're-armed partitions that were neither ready nor leased',
       );
     },
     onError: throttled(logger, 'reconciler pass failed'),

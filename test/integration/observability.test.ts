@@ -207,7 +207,7 @@ describe('metrics against known activity', () => {
     expect(sample(workerText, 'tradefleet_worker_end_to_end_latency_seconds_count')).toBe(42);
     expect(sample(workerText, 'tradefleet_worker_end_to_end_latency_seconds_bucket', { le: '60' })).toBe(42);
     expect(sample(workerText, 'tradefleet_worker_end_to_end_latency_seconds_sum')).toBeGreaterThan(0);
-    expect(sample(workerText, 'tradefleet_worker_lease_losses_total', { reason: 'lock' })).toBe(0);
+    expect(sample(workerText, 'tradefleet_worker_lease_losses_total', { reason: 'epoch' })).toBe(0);
     expect(
       sample(workerText, 'tradefleet_worker_retries_total', { kind: 'batch', cause: 'connection' }),
     ).toBe(0);
