@@ -11,10 +11,12 @@ export interface WorkersProps {
  * owns the count; a `replicas` here would fight it on every apply), its
  * PodDisruptionBudget and a ServiceAccount without an API token.
  *
- * Scale-in and rollouts send SIGTERM: the worker stops taking drain tokens and
- * finishes the batches in hand within SHUTDOWN_TIMEOUT_MS, so the pod's
+ * Scale-in and rollouts send SIGTERM: the worker stops claiming partitions,
+ * finishes the batches in hand within SHUTDOWN_TIMEOUT_MS and hands each
+ * partition back at its batch boundary, so the pod's
  * terminationGracePeriodSeconds is that deadline plus a margin; a batch cut
- * short anyway is redelivered and fenced (DESIGN.md section 2).
+ * short anyway is taken over when its lease expires, redelivered and fenced
+ * (README, "How it works").
  */
 export class Workers extends Construct {
   readonly name: string;

@@ -30,7 +30,8 @@ export const configSchema = {
   REDIS_URL: url({
     protocols: ['redis', 'rediss'],
     default: 'redis://127.0.0.1:6379',
-    description: 'Redis holding the partition lists, the drain-token queue and the scaling signals.',
+    description:
+      'Redis holding the queue: the partition lists, the ready set and the leases, and the scaling signals.',
   }),
   DATABASE_URL: url({
     protocols: ['postgres', 'postgresql'],
@@ -105,20 +106,21 @@ export const configSchema = {
     max: 1_000_000,
     default: 512,
     description:
-      'Trades one drain token may apply before it yields to other partitions; at least WORKER_BATCH_SIZE.',
+      'Trades one lease may apply before its partition goes to the back of the ready set (round-robin across partitions); at least WORKER_BATCH_SIZE.',
   }),
   LOCK_DURATION_MS: durationMs({
     min: 1000,
     max: 600_000,
     default: 5000,
     description:
-      'BullMQ lock (lease) duration of a drain token; a dead worker loses its partition after this.',
+      "Duration of a partition lease. A live worker extends its leases every LOCK_DURATION_MS/3; a dead or frozen worker's partitions are taken over by another worker (with a new fencing epoch) once their leases expire, after at most this.",
   }),
   STALLED_INTERVAL_MS: durationMs({
     min: 100,
     max: 600_000,
     default: 2500,
-    description: 'How often workers look for stalled drain tokens; at most LOCK_DURATION_MS.',
+    description:
+      'The longest an idle worker waits before it looks again for expired leases and ended retry backoffs (new trades wake it at once); at most LOCK_DURATION_MS.',
   }),
   PERMANENT_FAILURE_POLICY: oneOf(PERMANENT_FAILURE_POLICIES, {
     default: 'dead-letter',
@@ -210,7 +212,7 @@ export const configSchema = {
   DASHBOARD_READ_ONLY: boolean({
     default: false,
     description:
-      'Dashboard without operator actions: resume, skip-head, replay and bull-board changes answer 403.',
+      'Dashboard without operator actions: resume, retry-head, halt, skip-head and replay answer 403.',
   }),
   SHUTDOWN_TIMEOUT_MS: durationMs({
     min: 0,
@@ -375,7 +377,7 @@ export const crossChecks: readonly CrossCheck<ConfigValues>[] = [
       v.STALLED_INTERVAL_MS <= v.LOCK_DURATION_MS
         ? undefined
         : `STALLED_INTERVAL_MS=${v.STALLED_INTERVAL_MS} is greater than LOCK_DURATION_MS=${v.LOCK_DURATION_MS}: ` +
-          `a stalled drain token would not be noticed before its lock expired. ` +
+          `an idle worker could wait longer than a lease lasts before it looks for expired leases. ` +
           `Fix: set STALLED_INTERVAL_MS to at most ${v.LOCK_DURATION_MS}, or raise LOCK_DURATION_MS.`,
   },
   {
@@ -384,7 +386,7 @@ export const crossChecks: readonly CrossCheck<ConfigValues>[] = [
       v.WORKER_BUDGET >= v.WORKER_BATCH_SIZE
         ? undefined
         : `WORKER_BUDGET=${v.WORKER_BUDGET} is smaller than WORKER_BATCH_SIZE=${v.WORKER_BATCH_SIZE}: ` +
-          `a drain token could not apply even one full batch. ` +
+          `a lease could not apply even one full batch before its partition yields. ` +
           `Fix: set WORKER_BUDGET to at least ${v.WORKER_BATCH_SIZE}, or lower WORKER_BATCH_SIZE.`,
   },
 ];

@@ -212,7 +212,7 @@ function isErrorLike(err: unknown): err is { name?: unknown; message: string; co
 const TRANSIENT_REPLY = /^(LOADING|BUSY|READONLY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|OOM|NOREPLICAS|MISCONF)\b/;
 
 /**
- * Whether an error thrown by an ioredis (or BullMQ) call means Redis is
+ * Whether an error thrown by an ioredis call (the queue's scripts) means Redis is
  * unavailable: connection refused or closed, offline queue disabled, command
  * timeout, retries exhausted, or a transient server reply. A script error or
  * a bug in our code is not, and must not be answered with a retryable 503.

@@ -1,12 +1,12 @@
 /**
  * Stops a worker from taking work while PostgreSQL is unreachable.
  *
- * Without it, every drain token taken during an outage burns its retries and
- * goes back to the queue with a longer backoff, for every partition, over and
- * over. With it: after `threshold` consecutive connection failures the breaker
- * opens (the worker stops taking tokens; those in hand finish or fail and come
- * back), probes the database with backoff, and closes again by itself on the
- * first successful probe.
+ * Without it, every partition claimed during an outage burns its in-place
+ * retries and is released with a longer backoff, for every partition, over
+ * and over. With it: after `threshold` consecutive connection failures the
+ * breaker opens (the worker stops claiming partitions; those in hand finish or
+ * fail and are released), probes the database with backoff, and closes again
+ * by itself on the first successful probe.
  *
  *   closed --threshold failures--> open --timer--> half-open --probe ok--> closed
  *                                   ^                  |

@@ -4,9 +4,10 @@
  * A transient failure (connection lost, deadlock, serialization failure,
  * server shutting down, too many connections) is retried here, with capped
  * exponential backoff, while the worker holds the partition's lease: the
- * partition waits, others go on (BullMQ keeps renewing the lock). Anything else
- * from the database is unexpected: it goes to the queue, which retries the
- * drain token later with its own backoff and keeps the head in place.
+ * partition waits, others go on (the consumer's heartbeat keeps extending the
+ * lease). Anything else from the database is unexpected: it goes to the
+ * consumer, which keeps the head in place, releases the lease and makes the
+ * partition claimable again, by any worker, after its own capped backoff.
  */
 import { cappedBackoff } from '../queue/consumer';
 
