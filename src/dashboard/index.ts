@@ -2,18 +2,22 @@
  * The dashboard at /dashboard, served by the producer (a Fastify plugin that
  * buildProducerApp registers when DASHBOARD_PASSWORD is set):
  *
- * - /dashboard/queues: bull-board over the BullMQ drain-token queue;
- * - tradefleet's partition views, server-rendered HTML that refreshes itself:
- *   pending partitions by oldest waiting trade, hottest partitions by backlog,
- *   a partition's head trades and its position, halted partitions with
- *   resume / retry-head / skip-head, dead letters with replay, search by
- *   tradeId and by partition key.
+ * - /dashboard: the overview, partitions ready / leased / retrying and expired
+ *   leases (readLeaseCounts), halted partitions with resume / retry-head /
+ *   skip-head, pending partitions by oldest waiting trade, hottest partitions
+ *   by backlog, the latest dead letters;
+ * - /dashboard/partition?key=: a partition's head trades and its position;
+ * - /dashboard/dead-letters: dead letters with replay;
+ * - /dashboard/search?q=: search by tradeId and by partition key;
+ * - POST /dashboard/actions/*: the operator actions (actions.ts).
+ *
+ * The pages are server-rendered HTML that refreshes itself.
  *
  * Access: nothing without the configured credentials (login form and signed
  * session cookie, HTTP Basic, or an API bearer token), every state change is
  * a POST with a same-origin check and (except with a bearer token) a CSRF
- * token, and DASHBOARD_READ_ONLY refuses them (403), bull-board's included. Pages carry a strict Content-Security-Policy and
- * every value is escaped (html.ts).
+ * token, and DASHBOARD_READ_ONLY refuses them (403). Pages carry a strict
+ * Content-Security-Policy and every value is escaped (html.ts).
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Redis } from 'ioredis';
@@ -34,7 +38,14 @@ import { ApiError, dbCall, redisCall } from '../producer/errors';
 import type { PartitionAdmin } from '../queue/admin';
 import { decodeEntry } from '../queue/codec';
 import type { PartitionQueue } from '../queue/partition-queue';
-import { hottestPartitions, locateTrade, oldestPartitions, readHead, readLeaseCounts, readSignals } from '../queue/signals';
+import {
+  hottestPartitions,
+  locateTrade,
+  oldestPartitions,
+  readHead,
+  readLeaseCounts,
+  readSignals,
+} from '../queue/signals';
 import {
   haltPartition,
   replayDeadLetter,
@@ -74,13 +85,17 @@ export interface DashboardAccess {
   readonly user: string;
   /** Must not be empty. */
   readonly password: string;
-  /** Refuse every action (403), bull-board's included. @default false */
+  /** Refuse every action (403). @default false */
   readonly readOnly?: boolean;
   /** Operator actions on partitions (its connection is the producer's). */
   readonly admin: PartitionAdmin;
   /** Seconds between page refreshes; 0 turns them off. @default 5 */
   readonly refreshSeconds?: number;
-  /** Mount bull-board at /dashboard/queues. @default true */
+  /**
+   * @deprecated Ignored: there is no bull-board view any more (no BullMQ queue
+   * left to show). Kept only so that callers still passing it compile
+   * (test/integration/security.test.ts); delete it once none does.
+   */
   readonly bullBoard?: boolean;
   /**
    * Accept the API's bearer tokens too (`Authorization: Bearer <token>`), with
@@ -128,7 +143,7 @@ function safeBack(value: unknown): string {
   return /^\/dashboard(?:[/?#]|$)/.test(v) && !v.startsWith('//') && !/[\\\r\n]/.test(v) ? v : BASE;
 }
 
-/** A state-changing request must come from a page of this origin (CSRF defence for bull-board's XHRs too). */
+/** A state-changing request must come from a page of this origin (CSRF defence beside the CSRF token). */
 function sameOrigin(request: FastifyRequest): boolean {
   const site = request.headers['sec-fetch-site'];
   if (site !== undefined && site !== 'same-origin' && site !== 'none') return false;
@@ -163,9 +178,6 @@ export async function registerDashboard(app: FastifyInstance, opts: DashboardPlu
   const auth = new DashboardAuth(opts.user, opts.password);
   const readOnly = opts.readOnly ?? false;
   const refreshSeconds = opts.refreshSeconds ?? 5;
-  const bullBoard = opts.bullBoard ?? true;
-  /** Set once bull-board is mounted (it may fail to load, see below). */
-  let bullBoardMounted = false;
   const keys = opts.queue.keys;
   const deps: ActionDeps = {
     admin: opts.admin,
@@ -205,18 +217,6 @@ export async function registerDashboard(app: FastifyInstance, opts: DashboardPlu
       return reply.code(401).type('text/plain; charset=utf-8').send('authentication required\n');
     }
     request.dashboardPrincipal = principal;
-    // bull-board changes queues with PUT/POST/DELETE: refused in read-only mode.
-    if (
-      readOnly &&
-      request.method !== 'GET' &&
-      request.method !== 'HEAD' &&
-      url.startsWith(`${BASE}/queues`)
-    ) {
-      return reply
-        .code(403)
-        .type('application/json')
-        .send({ error: 'the dashboard is read-only (DASHBOARD_READ_ONLY)' });
-    }
   });
 
   app.setErrorHandler((error: Error, request, reply) => {
@@ -298,7 +298,6 @@ export async function registerDashboard(app: FastifyInstance, opts: DashboardPlu
       csrf: auth.csrfToken(principal),
       refreshSeconds,
       here: safeBack(request.url),
-      bullBoard: bullBoardMounted,
       now: Date.now(),
       ...(flash ? { flash } : {}),
       ...extra,
@@ -584,47 +583,13 @@ export async function registerDashboard(app: FastifyInstance, opts: DashboardPlu
     return seq === undefined ? badSeq : replayDeadLetter(deps, partitionField(f), seq, by);
   });
 
-  // ---------------------------------------------------------------- bull-board
-
-  if (bullBoard) {
-    // Loaded here, not at the top: a producer without a dashboard never loads it, and a
-    // failure to load it (one of its dependencies is ESM-only: Node 20.19+ require()s it)
-    // costs the bull-board view, not the producer.
-    let bull: BullBoardModules | undefined;
-    try {
-      bull = loadBullBoard();
-    } catch (err) {
-      opts.logger.error(
-        { err },
-        'bull-board could not be loaded (it needs Node.js 20.19 or later): /dashboard/queues is off, the partition views work',
-      );
-    }
-    if (bull) {
-      const serverAdapter = new bull.FastifyAdapter();
-      serverAdapter.setBasePath(`${BASE}/queues`);
-      bull.createBullBoard({
-        queues: [],
-        serverAdapter,
-        options: { uiConfig: { boardTitle: 'tradefleet' } },
-      });
-      await app.register(serverAdapter.registerPlugin(), { prefix: '/queues' });
-      bullBoardMounted = true;
-    }
-  }
-}
-
-interface BullBoardModules {
-  createBullBoard: typeof import('@bull-board/api').createBullBoard;
-  BullMQAdapter: typeof import('@bull-board/api/bullMQAdapter').BullMQAdapter;
-  FastifyAdapter: typeof import('@bull-board/fastify').FastifyAdapter;
-}
-
-function loadBullBoard(): BullBoardModules {
-  return {
-    createBullBoard: (require('@bull-board/api') as typeof import('@bull-board/api')).createBullBoard,
-    BullMQAdapter: (
-      require('@bull-board/api/bullMQAdapter') as typeof import('@bull-board/api/bullMQAdapter')
-    ).BullMQAdapter,
-    FastifyAdapter: (require('@bull-board/fastify') as typeof import('@bull-board/fastify')).FastifyAdapter,
-  };
+  // Any other path under /dashboard (e.g. the /dashboard/queues of older versions): a route of
+  // this plugin, so behind the same login, then a 404 page; not the API's 401 or its JSON 404.
+  app.all('/*', (request, reply) =>
+    sendPage(
+      reply,
+      404,
+      messagePage(BASE, 'Not found', `No dashboard page at ${request.url.split('?')[0]!.slice(0, 200)}.`),
+    ),
+  );
 }

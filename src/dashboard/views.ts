@@ -20,7 +20,6 @@ export interface PageContext {
   readonly flash?: { readonly kind: 'ok' | 'error'; readonly text: string };
   /** The URL of this page (for the forms' `back`). */
   readonly here: string;
-  readonly bullBoard: boolean;
   readonly q?: string;
   readonly now: number;
 }
@@ -48,7 +47,6 @@ export function layout(
           <nav>
             <a href="${ctx.base}">Overview</a>
             <a href="${ctx.base}/dead-letters">Dead letters</a>
-            ${ctx.bullBoard ? html`<a href="${ctx.base}/queues">Drain tokens (bull-board)</a>` : ''}
           </nav>
           <form class="search" action="${ctx.base}/search" method="get" role="search">
             <input
@@ -164,7 +162,7 @@ function actionForm(
 }
 
 function signalCards(s: QueueSignals, leases: LeaseCounts): SafeHtml {
-  const card = (label: string, value: string, cls = '') =>
+  const card = (label: string, value: string | SafeHtml, cls = '') =>
     html`<div class="card ${cls}">
       <div class="value">${value}</div>
       <div class="label">${label}</div>
@@ -174,8 +172,17 @@ function signalCards(s: QueueSignals, leases: LeaseCounts): SafeHtml {
     ${card('pending partitions', String(s.pendingPartitions))}
     ${card('oldest waiting', formatAge(s.oldestAgeMs))}
     ${card('halted partitions', String(s.haltedPartitions), s.haltedPartitions > 0 ? 'alert' : '')}
-    ${card('partitions ready / leased', `${leases.ready} / ${leases.leased}`)}
-    ${card('partitions retrying / leases expired', `${leases.retrying} / ${leases.expired}`, leases.expired > 0 ? 'alert' : '')}
+    ${card(
+      'partitions ready / leased',
+      html`<span id="partitions-ready">${leases.ready}</span> /
+        <span id="partitions-leased">${leases.leased}</span>`,
+    )}
+    ${card(
+      'partitions retrying / with an expired lease',
+      html`<span id="partitions-retrying">${leases.retrying}</span> /
+        <span id="partitions-expired">${leases.expired}</span>`,
+      leases.expired > 0 ? 'alert' : '',
+    )}
   </section>`;
 }
 

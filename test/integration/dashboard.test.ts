@@ -2,7 +2,8 @@
  * The dashboard over real HTTP (the producer app listening on a loopback port),
  * with a real Redis, PostgreSQL and an in-process worker: access control (401
  * without credentials, login and session cookie, Basic, forged cookies, CSRF,
- * cross-origin refusals, read-only mode), escaping, and the operator flows:
+ * cross-origin refusals, read-only mode), escaping, the partition counts of the
+ * overview (no bull-board view any more: /dashboard/queues is 404), and the operator flows:
  * skip the head of a halted partition, resume it, replay the skipped trade at
  * the tail of its partition once it can apply.
  */
@@ -189,9 +190,8 @@ describe('access', () => {
     const api = await fetch(`${d.url}/dashboard/partition?key=a_b_c`);
     expect(api.status).toBe(401);
     expect(api.headers.get('www-authenticate')).toMatch(/^Basic realm="tradefleet-dashboard"/);
-    // bull-board and its API are behind the same gate.
+    // Unknown paths under /dashboard are behind the same gate: they say nothing without credentials.
     expect((await fetch(`${d.url}/dashboard/queues`)).status).toBe(401);
-    expect((await fetch(`${d.url}/dashboard/queues/api/queues`)).status).toBe(401);
     // Wrong password, wrong user, a forged or tampered session cookie.
     const wrong = `Basic ${Buffer.from(`${USER}:not-the-password`).toString('base64')}`;
     expect((await fetch(`${d.url}/dashboard`, { headers: { authorization: wrong } })).status).toBe(401);
@@ -215,7 +215,10 @@ describe('access', () => {
     expect(await page(d, '/dashboard', cookie)).toMatch(/Queue overview/);
     const viaBasic = await fetch(`${d.url}/dashboard`, { headers: { authorization: basic } });
     expect(viaBasic.status).toBe(200);
-    expect((await fetch(`${d.url}/dashboard/queues/api/queues`, { headers: { cookie } })).status).toBe(200);
+    // No bull-board any more (no BullMQ queue left to show): its routes are gone.
+    expect((await fetch(`${d.url}/dashboard/queues`, { headers: { cookie } })).status).toBe(404);
+    expect((await fetch(`${d.url}/dashboard/queues/api/queues`, { headers: { cookie } })).status).toBe(404);
+    expect(await page(d, '/dashboard', cookie)).not.toMatch(/bull-board|drain token/i);
     // The API still wants its bearer token; dashboard credentials do not open it.
     expect((await fetch(`${d.url}/v1/trades/X-1`, { headers: { cookie } })).status).toBe(401);
   });
@@ -269,7 +272,7 @@ describe('access', () => {
     await d.admin.resume(pk);
   });
 
-  it('read-only mode: pages without action buttons, every action and bull-board change answers 403', async () => {
+  it('read-only mode: pages without action buttons, every action answers 403', async () => {
     const ro = await start({ readOnly: true, namespace: d.namespace });
     const pk = partitionKey('ACC-ro', 'BOOK', 'SEC-ro');
     await ro.admin.halt(pk, { code: 'test', message: 'read-only test' });
@@ -290,11 +293,6 @@ describe('access', () => {
       expect({ action, status: r.status }).toEqual({ action, status: 403 });
     }
     expect(await redis.hexists(ro.queue.keys.halted, pk)).toBe(1);
-    const bull = await fetch(`${ro.url}/dashboard/queues/api/queues/drain/pause`, {
-      method: 'PUT',
-      headers: { authorization: basic, origin: ro.url },
-    });
-    expect(bull.status).toBe(403);
     const metrics = await (
       await fetch(`${ro.url}/metrics`, { headers: { authorization: 'Bearer api-token-for-clients' } })
     ).text();
@@ -302,6 +300,38 @@ describe('access', () => {
       sample(metrics, 'tradefleet_dashboard_actions_total', { action: 'resume', result: 'refused' }),
     ).toBe(1);
     await ro.admin.resume(pk);
+  });
+});
+
+describe('overview partition counts', () => {
+  it('shows partitions ready / leased / retrying / with an expired lease, as readLeaseCounts counts them', async () => {
+    // Its own namespace and no worker: nothing claims these partitions.
+    const d = await start();
+    const cookie = await login(d);
+    const counts = async () => {
+      const html = await page(d, '/dashboard', cookie);
+      const of = (id: string) => new RegExp(`id="${id}">(\\d+)<`).exec(html)?.[1];
+      return {
+        text: visible(html),
+        ready: of('partitions-ready'),
+        leased: of('partitions-leased'),
+        retrying: of('partitions-retrying'),
+        expired: of('partitions-expired'),
+      };
+    };
+    expect(await counts()).toMatchObject({ ready: '0', leased: '0', retrying: '0', expired: '0' });
+
+    for (const p of ['count-a', 'count-b', 'count-c']) await enqueue(d, trade(p));
+    // A halted partition is not claimable: not ready.
+    const halted = partitionKey('ACC-count-c', 'BOOK', 'SEC-count-c');
+    await d.admin.halt(halted, { code: 'test', message: 'counts test' });
+    const shown = await counts();
+    expect(shown).toMatchObject({ ready: '2', leased: '0', retrying: '0', expired: '0' });
+    expect(shown.text).toMatch(/2 \/ 0 partitions ready \/ leased/);
+    expect(shown.text).toMatch(/0 \/ 0 partitions retrying \/ with an expired lease/);
+    expect(shown.text).not.toMatch(/token/i);
+    await d.admin.resume(halted);
+    expect(await counts()).toMatchObject({ ready: '3', leased: '0' });
   });
 });
 

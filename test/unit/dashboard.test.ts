@@ -1,10 +1,12 @@
 /**
  * The dashboard's pure parts: escaping by construction, credentials compared in
  * full, signed sessions that expire and cannot be forged, CSRF tokens bound to
- * the session; and the queue entry's optional trace context.
+ * the session; the overview's partition counts (and no bull-board link: that
+ * view is gone); and the queue entry's optional trace context.
  */
 import { cookie, DashboardAuth, readCookie, SESSION_TTL_MS } from '../../src/dashboard/auth';
 import { escapeHtml, formatAge, html, query } from '../../src/dashboard/html';
+import { overviewPage, type PageContext } from '../../src/dashboard/views';
 import { decodeEntry, encodeBody } from '../../src/queue/codec';
 import { formatTraceparent, parseTraceparent } from '../../src/observability/tracing';
 
@@ -76,6 +78,49 @@ describe('DashboardAuth', () => {
     );
     expect(readCookie('x=1; tf=a%20b%3Bc; y=2', 'tf')).toBe('a b;c');
     expect(readCookie('x=1', 'tf')).toBeUndefined();
+  });
+});
+
+describe('overview page', () => {
+  const ctx: PageContext = {
+    base: '/dashboard',
+    user: 'ops',
+    via: 'session',
+    readOnly: false,
+    csrf: 'csrf',
+    refreshSeconds: 5,
+    here: '/dashboard',
+    now: 1_700_000_000_000,
+  };
+  const page = (leases: { ready: number; leased: number; retrying: number; expired: number }) =>
+    overviewPage(ctx, {
+      signals: {
+        pendingPartitions: 9,
+        backlog: 40,
+        oldestEnqueuedAt: null,
+        oldestAgeMs: 0,
+        haltedPartitions: 0,
+      },
+      leases,
+      halted: [],
+      oldest: [],
+      hottest: { partitions: [], complete: true },
+      deadLetters: [],
+      applied: new Map(),
+    });
+
+  it('shows partitions ready / leased / retrying / with an expired lease; no tokens, no bull-board', () => {
+    const out = page({ ready: 4, leased: 3, retrying: 2, expired: 1 });
+    expect(out).toMatch(/<span id="partitions-ready">4<\/span> \/\s*<span id="partitions-leased">3<\/span>/);
+    expect(out).toMatch(
+      /<span id="partitions-retrying">2<\/span> \/\s*<span id="partitions-expired">1<\/span>/,
+    );
+    expect(out).toContain('partitions ready / leased');
+    expect(out).toContain('partitions retrying / with an expired lease');
+    // An expired lease (a worker died or froze) is flagged.
+    expect(out).toMatch(/class="card alert">\s*<div class="value"><span id="partitions-retrying">/);
+    expect(page({ ready: 0, leased: 0, retrying: 0, expired: 0 })).not.toContain('card alert');
+    expect(out).not.toMatch(/bull-board|drain token|\/dashboard\/queues/i);
   });
 });
 
