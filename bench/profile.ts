@@ -7,6 +7,7 @@
  *
  *   npx tsx bench/profile.ts                 (uniform: 20,000 trades over 1,000 partitions)
  *   SCENARIO=unique TRADES=20000 npx tsx bench/profile.ts
+ *   PG_SETTINGS=shared_buffers=2GB,wal_buffers=64MB npx tsx bench/profile.ts
  *
  * Profiles are left in a temporary directory (printed) for Chrome DevTools.
  */
@@ -166,7 +167,17 @@ async function main() {
   const redisServer = await startRedis({ appendonly: true, appendfsync: 'everysec' });
   const pg = await startPostgres({
     durable: true,
-    settings: { shared_preload_libraries: 'pg_stat_statements', 'pg_stat_statements.track': 'all' },
+    settings: {
+      shared_preload_libraries: 'pg_stat_statements',
+      'pg_stat_statements.track': 'all',
+      // PG_SETTINGS="wal_buffers=64MB,max_wal_size=8GB": server tuning to compare against the defaults.
+      ...Object.fromEntries(
+        (process.env.PG_SETTINGS ?? '')
+          .split(',')
+          .filter(Boolean)
+          .map((kv) => kv.split('=') as [string, string]),
+      ),
+    },
   });
   const redis = new IORedis(redisServer.url, { maxRetriesPerRequest: null });
   const profDir = mkdtempSync(join(tmpdir(), 'tradefleet-prof-'));

@@ -1,6 +1,6 @@
 /**
  * The queue's entry format. A partition list holds `seq|enqueuedMs|tradeId|body`
- * strings, built by enqueue-4.lua; trade ids never contain `|` (the domain
+ * strings, built by enqueue-6.lua; trade ids never contain `|` (the domain
  * forbids it), the body may.
  *
  * A trade enqueued with trace context carries it between the tradeId and the

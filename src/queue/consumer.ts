@@ -272,7 +272,9 @@ export class PartitionConsumer {
     this.held.set(pk, lease);
     if (stalled === '1' || Number(stalled) === 1) this.opts.onEvent?.({ type: 'stalled', partitionKey: pk });
     const p = this.drain(lease, entries, Number(attempt)).finally(() => {
-      this.held.delete(pk);
+      // This consumer may have taken the partition over from itself (its own
+      // lease expired while it was frozen): keep the newer lease's entry.
+      if (this.held.get(pk) === lease) this.held.delete(pk);
       this.drains.delete(p);
       this.slotWaiter?.();
     });

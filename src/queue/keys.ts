@@ -9,7 +9,7 @@
 const NAMESPACE_PATTERN = /^[a-z0-9][a-z0-9-]{0,39}$/;
 
 export class QueueKeys {
-  /** `tf:{<namespace>}`: the prefix of every key, and BullMQ's `prefix`. */
+  /** `tf:{<namespace>}`: the prefix of every key. */
   readonly base: string;
   /** Hash partitionKey -> last assigned seq. Never shrinks: seq must survive an empty list. */
   readonly seqs: string;

@@ -1,6 +1,6 @@
 --[[
   Forget the done marker of a dead-lettered trade, so that a replay of the same
-  tradeId is accepted by enqueue-4 instead of being answered as a duplicate
+  tradeId is accepted by enqueue-6 instead of being answered as a duplicate
   (an operator's "replay", see src/dashboard/actions.ts).
 
   KEYS[1] backlog  hash  tradeId -> "payloadHash|seq|partitionKey" of unapplied trades
