@@ -1,5 +1,5 @@
 /** ESM-only packages under node_modules that Jest must see as CommonJS (see test/helpers/esm-to-cjs.js). */
-const ESM_ONLY = ['content-disposition', 'cookie'];
+const ESM_ONLY = ['cookie'];
 
 const common = {
   transform: {

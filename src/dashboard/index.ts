@@ -92,12 +92,6 @@ export interface DashboardAccess {
   /** Seconds between page refreshes; 0 turns them off. @default 5 */
   readonly refreshSeconds?: number;
   /**
-   * @deprecated Ignored: there is no bull-board view any more (no BullMQ queue
-   * left to show). Kept only so that callers still passing it compile
-   * (test/integration/security.test.ts); delete it once none does.
-   */
-  readonly bullBoard?: boolean;
-  /**
    * Accept the API's bearer tokens too (`Authorization: Bearer <token>`), with
    * the access of a logged-in user: DASHBOARD_READ_ONLY still refuses actions.
    * @default none

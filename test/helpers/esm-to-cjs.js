@@ -1,6 +1,6 @@
 /**
  * Jest transform for the few ESM-only packages in the dependency tree (e.g.
- * content-disposition 3, pulled in by @fastify/static through bull-board).
+ * cookie).
  * Node 20.19+ require()s them natively, so the processes need nothing; Jest's
  * module runtime cannot before Node 24.9, so tests get them as CommonJS.
  */

@@ -114,7 +114,6 @@ async function startApi(opts: {
             password: 'dashboard-password-123',
             readOnly: opts.dashboard.readOnly,
             admin,
-            bullBoard: false,
           },
         }
       : {}),
