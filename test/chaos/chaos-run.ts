@@ -558,7 +558,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
         namespaceLabel: 'chaos',
         producerEnv: { LOG_LEVEL: 'warn' },
         // Several workers on one host: no fixed metrics port (older builds ignore the variable).
-        workerEnv: { LOG_LEVEL: 'info', METRICS_PORT: '0' },
+        workerEnv: { LOG_LEVEL: 'debug', METRICS_PORT: '0' },
       },
     );
     logs.attach(fleet.producer, 'producer', false);

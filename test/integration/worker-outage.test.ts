@@ -97,7 +97,7 @@ test('circuit breaker: PostgreSQL down pauses the worker, back up resumes it; po
   const ns = testNamespace('outage');
   const lines: LogLine[] = [];
   const logger = createLogger({
-    level: 'info',
+    level: 'debug',
     name: 'test-worker',
     destination: { write: (s: string) => void lines.push(JSON.parse(s) as LogLine) },
   });
