@@ -149,6 +149,8 @@ export class PartitionConsumer {
   private readonly drains = new Set<Promise<void>>();
   private acks: PendingAck[] = [];
   private loop?: Promise<void>;
+  /** The claim round trip in flight, if any (pause(true) waits for it). */
+  private claiming?: Promise<unknown>;
   private closing?: Promise<void>;
   private stopping = false;
   private paused = false;
@@ -204,7 +206,11 @@ export class PartitionConsumer {
    */
   async pause(settle = false): Promise<void> {
     this.paused = true;
-    if (settle) while (this.drains.size > 0) await Promise.allSettled([...this.drains]);
+    // Out of the shared wait, so that a wake-up goes to a worker that can claim.
+    this.nudge();
+    if (!settle) return;
+    await this.claiming?.catch(() => undefined);
+    while (this.drains.size > 0) await Promise.allSettled([...this.drains]);
   }
 
   get isPaused(): boolean {
@@ -229,7 +235,7 @@ export class PartitionConsumer {
       const room = Math.min(concurrency - this.held.size, claimSize);
       let wait: number;
       try {
-        const [waitMs, ...claims] = await this.redis.tfClaim(
+        const claim = this.redis.tfClaim(
           k.ready,
           k.leases,
           k.epochs,
@@ -241,7 +247,14 @@ export class PartitionConsumer {
           lockDurationMs,
           batchSize,
         );
+        this.claiming = claim;
+        const [waitMs, ...claims] = await claim;
         errorDelay = 0;
+        if (this.paused || this.stopping) {
+          // Paused or closed while the claim was in flight: hand them straight back.
+          await Promise.all(claims.map((c) => this.handBack(c as string[])));
+          continue;
+        }
         for (const c of claims) this.start(c as string[]);
         if (claims.length === room) continue;
         // Nothing more is ready now: wait for a wake-up (new trades, a partition
@@ -256,12 +269,27 @@ export class PartitionConsumer {
       if (this.stopping) break;
       if (wait <= 0) continue;
       try {
-        await this.blocking.blpop(k.wake, k.wakeOf(this.id), wait / 1000);
+        const got = await this.blocking.blpop(k.wake, k.wakeOf(this.id), wait / 1000);
+        // A wake-up meant for any worker, taken by this one as it paused or
+        // closed: pass it on to one that can claim.
+        if (got && got[0] === k.wake && (this.paused || this.stopping)) await this.redis.rpush(k.wake, 1);
       } catch (err) {
         if (this.stopping) break;
         this.opts.onError?.(err);
         await new Promise((r) => setTimeout(r, Math.min(wait, 1000)));
       }
+    }
+  }
+
+  /** Gives back a partition claimed but not started, without counting an attempt. */
+  private async handBack(claim: string[]): Promise<void> {
+    const k = this.keys;
+    const [pk, epoch] = claim;
+    try {
+      await this.redis.tfRelease(k.epochs, k.leases, k.ready, k.attempts, k.halted, pk!, epoch!, 0, 0);
+    } catch (err) {
+      // Its lease expires and another worker takes it over.
+      this.opts.onError?.(err);
     }
   }
 
@@ -420,7 +448,14 @@ export class PartitionConsumer {
       this.opts.lockDurationMs,
     ];
     for (const a of batch) {
-      args.push(a.lease.pk, a.lease.epoch, a.items.length, a.items[0]!.seq, a.items[a.items.length - 1]!.seq, a.want);
+      args.push(
+        a.lease.pk,
+        a.lease.epoch,
+        a.items.length,
+        a.items[0]!.seq,
+        a.items[a.items.length - 1]!.seq,
+        a.want,
+      );
     }
     let replies: (number | string)[][];
     try {
@@ -474,13 +509,15 @@ export class PartitionConsumer {
     this.closing ??= (async () => {
       this.stopping = true;
       this.slotWaiter?.();
-      if (this.heartbeat) clearInterval(this.heartbeat);
       if (this.retryTimer) clearTimeout(this.retryTimer.timer);
       if (!force) {
+        // The heartbeat goes on until the batches in hand are acked: a batch
+        // that outlasts the lease must not be taken over and run twice.
         this.nudge();
         await this.loop;
         while (this.drains.size > 0) await Promise.allSettled([...this.drains]);
       }
+      if (this.heartbeat) clearInterval(this.heartbeat);
       this.blocking.disconnect();
       await this.redis.del(this.keys.wakeOf(this.id)).catch(() => undefined);
     })();

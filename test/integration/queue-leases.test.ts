@@ -439,35 +439,31 @@ test('graceful-shutdown: close() finishes the batches in hand and hands the part
   await expectQuiet(keys);
 });
 
-test.failing(
-  'graceful-shutdown keeps renewing the leases in hand: a batch longer than lockDuration, finished during close(), is acked, not taken over',
-  async () => {
-    // BUG (src/queue/consumer.ts, close()): the heartbeat is cleared before
-    // the batches in hand are awaited, so a live worker finishing its batch
-    // lets its lease lapse; another worker takes the partition over (a
-    // 'stalled' event, stalls + 1, the batch run again) and the closing
-    // worker's ack is refused. Seen: B took P 268 ms after close() and ran
-    // [1,2] again; A's ack was refused (lease-lost 'epoch') at 1156 ms.
-    const ns = testNamespace('close-heartbeat');
-    const keys = new QueueKeys(ns);
-    const q = new PartitionQueue({ redis, namespace: ns });
-    const log = new Log();
-    const LOCK = 300;
-    const opts = { lockDurationMs: LOCK, stalledIntervalMs: 200 };
-    const a = worker('A', ns, log, () => sleep(4 * LOCK), opts);
-    await a.waitUntilReady();
-    await q.enqueue(trades('P', 4));
-    await waitFor('A to start P', () => log.of('P', 'A')[0]);
-    const b = worker('B', ns, log, async () => undefined, opts);
-    await b.waitUntilReady();
-    // SIGTERM during a batch that takes 4 x lockDuration.
-    await a.close();
-    await drained(keys);
-    expect(log.eventsOf('stalled')).toEqual([]);
-    expect(log.eventsOf('lease-lost')).toEqual([]);
-    expect(log.of('P').flatMap((c) => c.seqs)).toEqual([1, 2, 3, 4]);
-  },
-);
+test('graceful-shutdown keeps renewing the leases in hand: a batch longer than lockDuration, finished during close(), is acked, not taken over', async () => {
+  // Regression: close() once cleared the heartbeat before awaiting the
+  // batches in hand, so a live worker finishing its batch let its lease
+  // lapse; another worker took the partition over (a 'stalled' event,
+  // stalls + 1, the batch run again) and the closing worker's ack was
+  // refused (B took P 268 ms after close() and ran [1,2] again).
+  const ns = testNamespace('close-heartbeat');
+  const keys = new QueueKeys(ns);
+  const q = new PartitionQueue({ redis, namespace: ns });
+  const log = new Log();
+  const LOCK = 300;
+  const opts = { lockDurationMs: LOCK, stalledIntervalMs: 200 };
+  const a = worker('A', ns, log, () => sleep(4 * LOCK), opts);
+  await a.waitUntilReady();
+  await q.enqueue(trades('P', 4));
+  await waitFor('A to start P', () => log.of('P', 'A')[0]);
+  const b = worker('B', ns, log, async () => undefined, opts);
+  await b.waitUntilReady();
+  // SIGTERM during a batch that takes 4 x lockDuration.
+  await a.close();
+  await drained(keys);
+  expect(log.eventsOf('stalled')).toEqual([]);
+  expect(log.eventsOf('lease-lost')).toEqual([]);
+  expect(log.of('P').flatMap((c) => c.seqs)).toEqual([1, 2, 3, 4]);
+});
 
 test('operator halt while leased, then resume while the lease is still held: no second lease, the holder goes on', async () => {
   const ns = testNamespace('halt-resume');
@@ -592,52 +588,48 @@ test('pause(true) resolves once no partition is in hand; nothing is claimed whil
   await expectQuiet(keys);
 });
 
-test.failing(
-  'pause(true) also waits for a claim already on its way to Redis: no partition is taken after it resolved',
-  async () => {
-    // BUG (src/queue/consumer.ts, pause() and claimLoop()): pause(settle)
-    // waits only for the drains it sees; a claim already sent when it is
-    // called comes back after it resolved, and start() leases the partition
-    // and runs the handler with isPaused true (seen: [1,2] started 557 ms
-    // after pause(true) resolved). A circuit breaker that paused because
-    // PostgreSQL is down then burns a retry on it.
-    // Its own Redis: CLIENT PAUSE holds every client of the server.
-    const server = await startRedis();
-    const own = new IORedis(server.url, { maxRetriesPerRequest: null });
-    cleanups.push(async () => {
-      own.disconnect();
-      await server.stop();
-    });
-    const ns = testNamespace('pause-claim');
-    const keys = new QueueKeys(ns);
-    const q = new PartitionQueue({ redis: own, namespace: ns });
-    const log = new Log();
-    const c = worker('W', ns, log, async () => undefined, { url: server.url, autorun: false });
-    await c.waitUntilReady();
-    await q.enqueue(trades('P', 2));
-    // Hold every write (and script) for 600 ms: the first claim is in flight meanwhile.
-    await own.call('CLIENT', 'PAUSE', '600', 'WRITE');
-    void c.run();
-    await sleep(100);
-    await c.pause(true);
-    const settled = Date.now();
-    expect(c.activeDrains).toBe(0);
-    await sleep(1200);
-    // Draining the claimed partition before pause() resolves would be fine; starting it after is not.
-    expect({
-      startedAfterPause: log.calls.filter((call) => call.start >= settled).map((call) => call.seqs),
-      leases: await own.zcard(keys.leases),
-      held: c.activeDrains,
-    }).toEqual({ startedAfterPause: [], leases: 0, held: 0 });
-  },
-);
+test('pause(true) also waits for a claim already on its way to Redis: no partition is taken after it resolved', async () => {
+  // Regression: pause(settle) once waited only for the drains it saw; a
+  // claim already sent came back after it resolved, and the handler ran
+  // with isPaused true ([1,2] started 557 ms after pause(true) resolved).
+  // A circuit breaker that paused because PostgreSQL is down then burnt a
+  // retry on it. Now the claim is awaited and what it took handed back.
+  // Its own Redis: CLIENT PAUSE holds every client of the server.
+  const server = await startRedis();
+  const own = new IORedis(server.url, { maxRetriesPerRequest: null });
+  cleanups.push(async () => {
+    own.disconnect();
+    await server.stop();
+  });
+  const ns = testNamespace('pause-claim');
+  const keys = new QueueKeys(ns);
+  const q = new PartitionQueue({ redis: own, namespace: ns });
+  const log = new Log();
+  const c = worker('W', ns, log, async () => undefined, { url: server.url, autorun: false });
+  await c.waitUntilReady();
+  await q.enqueue(trades('P', 2));
+  // Hold every write (and script) for 600 ms: the first claim is in flight meanwhile.
+  await own.call('CLIENT', 'PAUSE', '600', 'WRITE');
+  void c.run();
+  await sleep(100);
+  await c.pause(true);
+  const settled = Date.now();
+  expect(c.activeDrains).toBe(0);
+  await sleep(1200);
+  // Draining the claimed partition before pause() resolves would be fine; starting it after is not.
+  expect({
+    startedAfterPause: log.calls.filter((call) => call.start >= settled).map((call) => call.seqs),
+    leases: await own.zcard(keys.leases),
+    held: c.activeDrains,
+  }).toEqual({ startedAfterPause: [], leases: 0, held: 0 });
+});
 
-test.failing('wake-up: a paused consumer does not swallow the wake-up an idle one needs', async () => {
-  // BUG: pause() leaves the claim loop parked in BLPOP on the shared wake
-  // list; the paused consumer, blocked longest, is served the wake-up and
-  // drops it, and the idle one sleeps until stalledIntervalMs (seen: Y
-  // applied the trade after 10,023 ms, when its BLPOP timed out). One lost
-  // wake-up per pause; nothing is lost but time.
+test('wake-up: a paused consumer does not swallow the wake-up an idle one needs', async () => {
+  // Regression: pause() once left the claim loop parked in BLPOP on the
+  // shared wake list; the paused consumer, blocked longest, was served the
+  // wake-up and dropped it, and the idle one slept until stalledIntervalMs
+  // (Y applied the trade after 10,023 ms). Now pause() leaves the shared
+  // wait and a wake-up taken while paused is passed on.
   const ns = testNamespace('wake-paused');
   const q = new PartitionQueue({ redis, namespace: ns });
   const log = new Log();
