@@ -4,7 +4,7 @@
  * client that posts to it. Shared by bench/e2e.ts and bench/profile.ts.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client } from 'pg';
 import { QueueKeys } from '../../src/queue';
@@ -33,15 +33,21 @@ export const stats = (xs: number[]) => {
 
 export type BenchChild = ChildProcess & { err: () => string };
 
+let logFiles = 0;
+
 /**
  * `tradefleet <args>` from dist/ (see buildDist) with `nodeArgs` (e.g. --cpu-prof);
  * stderr kept (last 4 kB) for error messages.
  */
 export function cli(args: string[], env: Record<string, string>, nodeArgs: string[] = []): BenchChild {
+  // BENCH_LOG_DIR=dir keeps each process's stdout (its log lines) in dir/<command>-<n>.log.
+  const logDir = process.env.BENCH_LOG_DIR;
+  const out = logDir ? openSync(join(logDir, `${args[0]}-${++logFiles}.log`), 'a') : 'ignore';
   const child = spawn(process.execPath, [...nodeArgs, ENTRY, ...args], {
     env: { ...process.env, ...env },
-    stdio: ['ignore', 'ignore', 'pipe'],
+    stdio: ['ignore', out, 'pipe'],
   }) as BenchChild;
+  if (typeof out === 'number') closeSync(out);
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
   child.err = () => err;

@@ -8,3 +8,4 @@ export * from './decimal';
 export * from './partition';
 export * from './position';
 export * from './trade';
+export { sha256Hex } from './hash';

@@ -7,7 +7,7 @@
  * numbers and the same digest. The caller supplies the effective state of
  * referenced trades through `lookup` and stores the returned `upserts`.
  */
-import { createHash } from 'node:crypto';
+import { sha256Hex } from './hash';
 
 import { add, type Decimal, mul, parseDecimalLoose, sub, toString as decimalToString } from './decimal';
 import { partitionKey, type PartitionIds } from './partition';
@@ -117,7 +117,7 @@ export function emptyPosition(accountId: string, bookId: string, securityId: str
  * messages in the same order.
  */
 export function nextDigest(prev: string, tradeId: string): string {
-  return createHash('sha256').update(`${prev}:${tradeId}`, 'utf8').digest('hex');
+  return sha256Hex(`${prev}:${tradeId}`);
 }
 
 function checkSeq(position: Position, seq: number): void {

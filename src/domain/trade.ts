@@ -7,7 +7,7 @@
  * trip. The canonical JSON is what the queue stores and what the payload
  * hash is computed over, so an idempotent retry can be told from a conflict.
  */
-import { createHash } from 'node:crypto';
+import { sha256Hex } from './hash';
 
 import { isTradeCurrencyCode } from './currencies';
 import { sign, toString as decimalToString, tryParseDecimal } from './decimal';
@@ -526,5 +526,5 @@ export function canonicalTradeJson(trade: Trade): string {
  * repeat of the same trade, different for a conflicting reuse of a tradeId.
  */
 export function payloadHash(trade: Trade): string {
-  return createHash('sha256').update(canonicalTradeJson(trade), 'utf8').digest('hex');
+  return sha256Hex(canonicalTradeJson(trade));
 }

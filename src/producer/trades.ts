@@ -188,6 +188,13 @@ async function enqueueAll(
   }
 }
 
+/**
+ * One line per trade: a queued trade at info for a single POST, at debug for
+ * an item of a batch (the batch gets one summary line at info instead: a line
+ * per queued trade cost about 22 us of producer CPU each, 40% of the
+ * producer's work per trade; bench/profile.ts). Duplicates at info, conflicts
+ * at warn, always.
+ */
 function logOutcome(log: FastifyBaseLogger, item: EnqueueItem, result: EnqueueResult, index?: number): void {
   const fields = {
     tradeId: item.tradeId,
@@ -196,8 +203,10 @@ function logOutcome(log: FastifyBaseLogger, item: EnqueueItem, result: EnqueueRe
     outcome: result.status,
     ...(index === undefined ? {} : { index }),
   };
-  if (result.status === 'queued') log.info(fields, 'trade queued');
-  else if (result.status === 'duplicate')
+  if (result.status === 'queued') {
+    if (index === undefined) log.info(fields, 'trade queued');
+    else log.debug(fields, 'trade queued');
+  } else if (result.status === 'duplicate')
     log.info(fields, 'duplicate trade: already accepted with the same payload');
   else log.warn(fields, 'trade conflict: tradeId already accepted with another payload');
 }
@@ -299,6 +308,7 @@ export function registerTradeRoutes(app: FastifyInstance, ctx: RouteContext): vo
     for (const outcome of ['queued', 'duplicate', 'conflict', 'invalid'] as const) {
       if (summary[outcome] > 0) metrics.trades.inc({ outcome }, summary[outcome]);
     }
+    request.log.info(summary, 'batch enqueued');
     const body: BatchResponse = { results, summary };
     return reply.code(summary.queued === summary.total ? 202 : 200).send(body);
   });

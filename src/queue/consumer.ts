@@ -86,7 +86,7 @@ export interface PartitionConsumerOptions {
   handler: (batch: Batch) => Promise<void>;
   /** Partitions leased (drained) at once by this process. @default 16 */
   concurrency?: number;
-  /** Most partitions claimed in one round trip. @default half of concurrency, rounded up */
+  /** Most partitions claimed in one round trip. @default half of concurrency (rounded up), at most 128 */
   claimSize?: number;
   /** Trades per batch (per PostgreSQL transaction). @default 64 */
   batchSize?: number;
@@ -170,7 +170,7 @@ export class PartitionConsumer {
       autorun: true,
       ...options,
       concurrency,
-      claimSize: options.claimSize ?? Math.max(1, Math.ceil(concurrency / 2)),
+      claimSize: options.claimSize ?? Math.min(128, Math.max(1, Math.ceil(concurrency / 2))),
     };
     this.keys = new QueueKeys(this.opts.namespace);
     this.redis = withScripts(this.opts.redis);

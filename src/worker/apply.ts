@@ -14,7 +14,7 @@
  * lock (plus create and lock for partitions seen for the first time), one
  * lookup, then at most one statement per table written, commit.
  */
-import { createHash } from 'node:crypto';
+import { sha256Hex } from '../domain/hash';
 import type { Kysely } from 'kysely';
 
 import type { PermanentFailurePolicy } from '../config/variables';
@@ -137,9 +137,7 @@ type Parsed =
   | { ok: true; trade: Trade; payloadJson: string; hash: string }
   | { ok: false; reason: string; payload: JsonObject; hash: string };
 
-function sha256(text: string): string {
-  return createHash('sha256').update(text, 'utf8').digest('hex');
-}
+const sha256 = sha256Hex;
 
 function isJsonObject(value: unknown): value is JsonObject {
   return value !== null && typeof value === 'object' && !Array.isArray(value);

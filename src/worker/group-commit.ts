@@ -23,11 +23,11 @@ export interface GroupCommitOptions {
   readonly execute: (batches: Batch[]) => Promise<BatchOutcome[]>;
   /** Whether an error thrown by `execute` may succeed if tried again as it is (then the group is not split). */
   readonly isTransient: (err: unknown) => boolean;
-  /** Most batches (partitions) per transaction. @default 64 */
+  /** Most batches (partitions) per transaction. @default 128 */
   readonly maxBatches?: number;
   /** Most trades per transaction; a single larger batch still goes alone. @default 1024 */
   readonly maxTrades?: number;
-  /** Group transactions running at once (each holds a PostgreSQL connection). @default 2 */
+  /** Group transactions running at once (each holds a PostgreSQL connection). @default 3 */
   readonly maxInFlight?: number;
 }
 
@@ -46,9 +46,9 @@ export class GroupCommitter {
   private readonly maxInFlight: number;
 
   constructor(private readonly opts: GroupCommitOptions) {
-    this.maxBatches = Math.max(1, opts.maxBatches ?? 64);
+    this.maxBatches = Math.max(1, opts.maxBatches ?? 128);
     this.maxTrades = Math.max(1, opts.maxTrades ?? 1024);
-    this.maxInFlight = Math.max(1, opts.maxInFlight ?? 2);
+    this.maxInFlight = Math.max(1, opts.maxInFlight ?? 3);
   }
 
   /** Batches waiting for a transaction. */
