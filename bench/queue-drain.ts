@@ -143,7 +143,7 @@ async function main() {
     `Ratio of medians: **${summary.ratioOfMedians}x**` +
       (name === 'queue-drain'
         ? ' (target: at least 1.5x).'
-        : ' (one trade per partition is the worst case: every trade costs a token job plus a lease and an ack; no target).'),
+        : ' (one trade per partition is the worst case: every trade is a partition turn of its own, a claim and an ack shared with the other partitions of its round trip; no target).'),
     '',
     `Machine: ${summary.machine.cpus} x ${summary.machine.cpu}, ${summary.machine.memGiB} GiB, Node ${summary.machine.node}; bullmq ${summary.versions.bullmq}, ioredis ${summary.versions.ioredis}; ${summary.versions.redis}.`,
     '',
