@@ -11,6 +11,7 @@
  *                                       (part 1/2 only, the named scenarios; nothing written)
  *   ONLY=latency RATE=3000 npm run bench (part 3 only, at RATE trades/s)
  *   ONLY=scaling npm run bench          (part 5 only)
+ *   ONLY=peers npm run bench            (the peers only, to see their spread)
  *   ONLY=latency-sweep npm run bench    (latency at RATES=250,500,...; writes e2e-latency.md)
  *
  * Parts:
@@ -192,6 +193,17 @@ async function main() {
       for (const n of [1, 2, 4]) {
         log(`scaling ${n}: ${Math.round(await scaling(n, items))}/s`);
         await redis.flushdb();
+      }
+    }
+    if (only?.includes('peers')) {
+      // The peers alone (their run-to-run spread), on the same Redis settings.
+      const items = toItems(workload(TRADES, 1000, 'uniform', 7, 'P'));
+      for (let rep = 0; rep < REPS; rep++) {
+        await redis.flushdb();
+        const b = await drainPlainBullmq(redis, `plain-${rep}`, items);
+        await redis.flushdb();
+        const g = await drainGroupmq(redis, `gmq${rep}`, items);
+        log(`peers rep ${rep + 1}: plain BullMQ ${Math.round(b)}/s, GroupMQ ${Math.round(g)}/s`);
       }
     }
     if (only?.includes('latency-sweep')) {
