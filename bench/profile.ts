@@ -218,10 +218,13 @@ async function main() {
     });
 
     await db.query('select pg_stat_statements_reset()');
-    fleet.addWorker(prof('worker'));
+    const worker = fleet.addWorker(prof('worker'));
     // Started (connected, scripts loaded) before the clock starts: wait for its first ack.
     const backlog0 = (await readSignals(redis, fleet.keys)).backlog;
-    while ((await readSignals(redis, fleet.keys)).backlog === backlog0) await sleep(5);
+    while ((await readSignals(redis, fleet.keys)).backlog === backlog0) {
+      if (worker.exitCode !== null) throw new Error(`the worker exited (${worker.exitCode}): ${worker.err()}`);
+      await sleep(5);
+    }
     const cpu0 = cpu();
     const left0 = (await readSignals(redis, fleet.keys)).backlog;
     t = performance.now();

@@ -234,6 +234,10 @@ export function grafanaDashboard(c: DeployConfig): Record<string, unknown> {
           expr: `sum by (reason) (rate(${q('tradefleet_worker_lease_losses_total')}[$__rate_interval]))`,
           legendFormat: 'lease lost: {{reason}}',
         },
+        {
+          expr: `sum(rate(${q('tradefleet_worker_leases_taken_over_total')}[$__rate_interval]))`,
+          legendFormat: 'leases taken over (a worker died or froze)',
+        },
       ],
     },
     {
