@@ -413,7 +413,14 @@ export class PartitionConsumer {
 
   /** Ends this consumer's blocking wait, if it is in one. */
   private nudge(): void {
-    this.redis.rpush(this.keys.wakeOf(this.id), 1).catch(() => undefined);
+    const key = this.keys.wakeOf(this.id);
+    // The expiry cleans up after a worker that died with a wake-up pending.
+    this.redis
+      .multi()
+      .rpush(key, 1)
+      .pexpire(key, 60_000)
+      .exec()
+      .catch(() => undefined);
   }
 
   /**
