@@ -39,13 +39,8 @@ export class PartitionAdmin {
 
   /** Halts a partition; a worker draining it stops at its next batch boundary. */
   async halt(partitionKey: string, reason: HaltReason): Promise<boolean> {
-    const k = this.keys;
     const r = await this.redis.tfHalt(
-      k.epochs,
-      k.halted,
-      k.pending,
-      k.ready,
-      k.leases,
+      ...this.keys.haltKeys,
       partitionKey,
       '',
       JSON.stringify({ at: Date.now(), by: 'operator', ...reason }),
@@ -56,7 +51,15 @@ export class PartitionAdmin {
   /** Resumes a halted partition and makes it claimable. Returns false if it was not halted. */
   async resume(partitionKey: string): Promise<boolean> {
     const k = this.keys;
-    const r = await this.redis.tfResume(k.halted, k.pending, k.list(partitionKey), k.ready, k.leases, k.wake, partitionKey);
+    const r = await this.redis.tfResume(
+      k.halted,
+      k.pending,
+      k.list(partitionKey),
+      k.ready,
+      k.leases,
+      k.wake,
+      partitionKey,
+    );
     return r >= 0;
   }
 

@@ -351,13 +351,8 @@ export class PartitionConsumer {
     const stop = err.reason.seq;
     const prefix = stop === undefined ? [] : items.filter((i) => i.seq < stop);
     if (prefix.length > 0) await this.ack(lease, prefix, -1);
-    const k = this.keys;
     const r = await this.redis.tfHalt(
-      k.epochs,
-      k.halted,
-      k.pending,
-      k.ready,
-      k.leases,
+      ...this.keys.haltKeys,
       lease.pk,
       lease.epoch,
       JSON.stringify(err.reason),

@@ -81,6 +81,11 @@ export class QueueKeys {
     return this.donePrefix + tradeId;
   }
 
+  /** KEYS of the halt-5 script, in its order (a worker's halt and an operator's). */
+  get haltKeys(): [string, string, string, string, string] {
+    return [this.epochs, this.halted, this.pending, this.ready, this.leases];
+  }
+
   /** A worker's own wake-up list (its close and its retry timers push to it). */
   wakeOf(workerId: string): string {
     return `${this.wake}:${workerId}`;

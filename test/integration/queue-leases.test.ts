@@ -119,6 +119,12 @@ afterEach(async () => {
 
 afterAll(() => redis.quit());
 
+/** A test's namespace, its keys, a producer-side queue and an empty log. */
+function scenario(name: string): { ns: string; keys: QueueKeys; q: PartitionQueue; log: Log } {
+  const ns = testNamespace(name);
+  return { ns, keys: new QueueKeys(ns), q: new PartitionQueue({ redis, namespace: ns }), log: new Log() };
+}
+
 function gate(): Gate {
   const g = new Gate();
   gates.push(g);
@@ -217,10 +223,7 @@ async function blockedInBlpop(namespace: string, name: string): Promise<boolean>
 }
 
 test('takeover: a dead worker’s lease expires; another takes the partition with a higher epoch and a stall, drains it in order, and the late ack is refused', async () => {
-  const ns = testNamespace('takeover');
-  const keys = new QueueKeys(ns);
-  const q = new PartitionQueue({ redis, namespace: ns });
-  const log = new Log();
+  const { ns, keys, q, log } = scenario('takeover');
   const LOCK = 400;
   const hang = gate();
   const opts = { lockDurationMs: LOCK, stalledIntervalMs: 200 };
@@ -266,10 +269,7 @@ test('takeover: a dead worker’s lease expires; another takes the partition wit
 });
 
 test('heartbeat: a handler slower than 3 x lockDuration keeps its lease; a second consumer drains other partitions meanwhile and never gets it', async () => {
-  const ns = testNamespace('heartbeat');
-  const keys = new QueueKeys(ns);
-  const q = new PartitionQueue({ redis, namespace: ns });
-  const log = new Log();
+  const { ns, keys, q, log } = scenario('heartbeat');
   const LOCK = 300;
   const WORK = 1200;
   const opts = { lockDurationMs: LOCK, stalledIntervalMs: 200 };
@@ -307,10 +307,7 @@ test('heartbeat: a handler slower than 3 x lockDuration keeps its lease; a secon
 });
 
 test('retry: a batch that fails twice then succeeds is retried at the head with attempt 0, 1, 2; another partition is applied during the backoff', async () => {
-  const ns = testNamespace('retry');
-  const keys = new QueueKeys(ns);
-  const q = new PartitionQueue({ redis, namespace: ns });
-  const log = new Log();
+  const { ns, keys, q, log } = scenario('retry');
   let failures = 0;
   const flaky = async (b: Batch) => {
     if (b.partitionKey === 'A' && b.items[0]!.seq === 1 && failures < 2) {
@@ -351,10 +348,7 @@ test('retry: a batch that fails twice then succeeds is retried at the head with 
 });
 
 test('wake-up: an idle consumer with stalledIntervalMs 10 s applies a new trade at once', async () => {
-  const ns = testNamespace('wake');
-  const keys = new QueueKeys(ns);
-  const q = new PartitionQueue({ redis, namespace: ns });
-  const log = new Log();
+  const { ns, keys, q, log } = scenario('wake');
   worker('W', ns, log, async () => undefined, { stalledIntervalMs: 10000 });
   await q.enqueue(trades('P', 2));
   await drained(keys);
@@ -374,10 +368,7 @@ test('wake-up: an idle consumer with stalledIntervalMs 10 s applies a new trade 
 });
 
 test('fairness: a partition goes to the back after `budget` trades, so a small partition is applied before a big one finishes', async () => {
-  const ns = testNamespace('fair');
-  const keys = new QueueKeys(ns);
-  const q = new PartitionQueue({ redis, namespace: ns });
-  const log = new Log();
+  const { ns, keys, q, log } = scenario('fair');
   const BUDGET = 4;
   worker('W', ns, log, async () => undefined, { concurrency: 1, batchSize: 2, budget: BUDGET });
   // Same call, same ms: "big" is claimed first.
@@ -399,10 +390,7 @@ test('fairness: a partition goes to the back after `budget` trades, so a small p
 });
 
 test('graceful-shutdown: close() finishes the batches in hand and hands the partitions back; a new consumer finishes them in order, nothing twice', async () => {
-  const ns = testNamespace('close');
-  const keys = new QueueKeys(ns);
-  const q = new PartitionQueue({ redis, namespace: ns });
-  const log = new Log();
+  const { ns, keys, q, log } = scenario('close');
   const pks = ['P0', 'P1', 'P2', 'P3'];
   const a = worker('A', ns, log, () => sleep(150), { concurrency: 4, claimSize: 4, lockDurationMs: 2000 });
   await q.enqueue(pks.flatMap((pk) => trades(pk, 10)));
@@ -445,10 +433,7 @@ test('graceful-shutdown keeps renewing the leases in hand: a batch longer than l
   // lapse; another worker took the partition over (a 'stalled' event,
   // stalls + 1, the batch run again) and the closing worker's ack was
   // refused (B took P 268 ms after close() and ran [1,2] again).
-  const ns = testNamespace('close-heartbeat');
-  const keys = new QueueKeys(ns);
-  const q = new PartitionQueue({ redis, namespace: ns });
-  const log = new Log();
+  const { ns, keys, q, log } = scenario('close-heartbeat');
   const LOCK = 300;
   const opts = { lockDurationMs: LOCK, stalledIntervalMs: 200 };
   const a = worker('A', ns, log, () => sleep(4 * LOCK), opts);
@@ -466,11 +451,8 @@ test('graceful-shutdown keeps renewing the leases in hand: a batch longer than l
 });
 
 test('operator halt while leased, then resume while the lease is still held: no second lease, the holder goes on', async () => {
-  const ns = testNamespace('halt-resume');
-  const keys = new QueueKeys(ns);
-  const q = new PartitionQueue({ redis, namespace: ns });
+  const { ns, keys, q, log } = scenario('halt-resume');
   const admin = new PartitionAdmin(redis, ns);
-  const log = new Log();
   const hold = gate();
   const opts = { lockDurationMs: 500, stalledIntervalMs: 200 };
   const work = async (b: Batch) => {
@@ -509,11 +491,8 @@ test('operator halt while leased, then resume while the lease is still held: no 
 });
 
 test('operator halt while leased: the holder stops at its next batch boundary; resume after that is one new lease, in order, nothing fenced', async () => {
-  const ns = testNamespace('halt-stop');
-  const keys = new QueueKeys(ns);
-  const q = new PartitionQueue({ redis, namespace: ns });
+  const { ns, keys, q, log } = scenario('halt-stop');
   const admin = new PartitionAdmin(redis, ns);
-  const log = new Log();
   const hold = gate();
   const opts = { lockDurationMs: 500, stalledIntervalMs: 200 };
   const work = async (b: Batch) => {
@@ -553,10 +532,7 @@ test('operator halt while leased: the holder stops at its next batch boundary; r
 });
 
 test('pause(true) resolves once no partition is in hand; nothing is claimed while paused; resume() goes on', async () => {
-  const ns = testNamespace('pause');
-  const keys = new QueueKeys(ns);
-  const q = new PartitionQueue({ redis, namespace: ns });
-  const log = new Log();
+  const { ns, keys, q, log } = scenario('pause');
   const pks = ['P0', 'P1', 'P2', 'P3'];
   const c = worker('W', ns, log, () => sleep(100), { concurrency: 2, budget: 4, stalledIntervalMs: 200 });
   await q.enqueue(pks.flatMap((pk) => trades(pk, 8)));
