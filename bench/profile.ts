@@ -222,7 +222,8 @@ async function main() {
     // Started (connected, scripts loaded) before the clock starts: wait for its first ack.
     const backlog0 = (await readSignals(redis, fleet.keys)).backlog;
     while ((await readSignals(redis, fleet.keys)).backlog === backlog0) {
-      if (worker.exitCode !== null) throw new Error(`the worker exited (${worker.exitCode}): ${worker.err()}`);
+      if (worker.exitCode !== null)
+        throw new Error(`the worker exited (${worker.exitCode}): ${worker.err()}`);
       await sleep(5);
     }
     const cpu0 = cpu();
