@@ -92,7 +92,6 @@ function harness(
   const client = opts.client ?? redis;
   const namespace = opts.namespace ?? testNamespace('producer-api');
   const queue = new PartitionQueue({ redis: client, namespace, maxBacklog: opts.maxBacklog ?? 0 });
-  // As in main.ts: BullMQ re-emits connection errors on the token queue.
   const logs: Record<string, unknown>[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, done) {

@@ -94,7 +94,7 @@ describeTls('Redis with TLS and AUTH', () => {
     await producer.connect();
     await producer.set('tls-check', 'ok');
     expect(await producer.get('tls-check')).toBe('ok');
-    // A duplicate (what BullMQ makes for its blocking connection) keeps TLS and the password.
+    // A duplicate (what the partition consumer makes for its blocking wait) keeps TLS and the password.
     const dup = producer.duplicate();
     clients.push(dup);
     expect(await dup.get('tls-check')).toBe('ok');
