@@ -149,7 +149,7 @@ export class PartitionConsumer {
   private readonly drains = new Set<Promise<void>>();
   private acks: PendingAck[] = [];
   private loop?: Promise<void>;
-  /** The claim round trip in flight, if any (pause(true) waits for it). */
+  /** The claim in flight with its hand-back when paused meanwhile (pause(true) waits for both). */
   private claiming?: Promise<unknown>;
   private closing?: Promise<void>;
   private stopping = false;
@@ -235,26 +235,29 @@ export class PartitionConsumer {
       const room = Math.min(concurrency - this.held.size, claimSize);
       let wait: number;
       try {
-        const claim = this.redis.tfClaim(
-          k.ready,
-          k.leases,
-          k.epochs,
-          k.halted,
-          k.attempts,
-          k.stalls,
-          k.base + ':',
-          room,
-          lockDurationMs,
-          batchSize,
-        );
-        this.claiming = claim;
-        const [waitMs, ...claims] = await claim;
-        errorDelay = 0;
-        if (this.paused || this.stopping) {
+        const claim = (async () => {
+          const [waitMs, ...claims] = await this.redis.tfClaim(
+            k.ready,
+            k.leases,
+            k.epochs,
+            k.halted,
+            k.attempts,
+            k.stalls,
+            k.base + ':',
+            room,
+            lockDurationMs,
+            batchSize,
+          );
+          if (!this.paused && !this.stopping) return { waitMs, claims };
           // Paused or closed while the claim was in flight: hand them straight back.
           await Promise.all(claims.map((c) => this.handBack(c as string[])));
-          continue;
-        }
+          return undefined;
+        })();
+        this.claiming = claim;
+        const got = await claim;
+        errorDelay = 0;
+        if (!got) continue;
+        const { waitMs, claims } = got;
         for (const c of claims) this.start(c as string[]);
         if (claims.length === room) continue;
         // Nothing more is ready now: wait for a wake-up (new trades, a partition
