@@ -156,7 +156,6 @@ async function scaling(n: number, items: EnqueueItem[]): Promise<number> {
   for (const p of procs) p.stdin!.write('go\n');
   while ((await readSignals(redis, q.keys)).backlog > 0) await sleep(10);
   const ms = performance.now() - started;
-  await q.close();
   for (const p of procs) p.kill('SIGTERM');
   await Promise.all(procs.map(exited));
   return (items.length / ms) * 1000;
@@ -171,7 +170,6 @@ async function redisBytesPerTrade(
   const before = await used();
   for (let i = 0; i < items.length; i += 1000) await q.enqueue(items.slice(i, i + 1000));
   const after = await used();
-  await q.close();
   const bodyBytes = Math.round(items.reduce((a, it) => a + it.body.length, 0) / items.length);
   return { bytesPerTrade: Math.round((after - before) / items.length), bodyBytes };
 }

@@ -63,7 +63,6 @@ async function runTradefleet(redis: IORedis, rep: number): Promise<number> {
   await done;
   const ms = performance.now() - started;
   await c.close();
-  await q.close();
   return (TRADES / ms) * 1000;
 }
 

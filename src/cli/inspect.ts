@@ -67,7 +67,6 @@ export async function inspect(argv: string[]): Promise<number> {
     );
     return 0;
   } finally {
-    await admin.close();
     redis.disconnect();
     await close();
   }

@@ -101,7 +101,6 @@ export async function partition(argv: string[]): Promise<number> {
         throw new UsageError(`unknown action "${action}"\n\n${USAGE}`);
     }
   } finally {
-    await admin.close();
     redis.disconnect();
     await close();
   }

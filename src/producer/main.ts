@@ -136,8 +136,6 @@ export async function runProducer(
       }
       // Reverse order of opening; each step runs even if an earlier one failed.
       const steps: [string, () => Promise<unknown>][] = [
-        ['token queue', () => queue.close()],
-        ['dashboard token queue', () => admin?.close() ?? Promise.resolve()],
         ['Redis', () => redis.quit().catch(() => redis.disconnect())],
         ['PostgreSQL', () => dbHandle.close()],
       ];

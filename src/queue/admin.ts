@@ -108,9 +108,4 @@ export class PartitionAdmin {
       reason: JSON.parse(reason) as HaltReason,
     }));
   }
-
-  /** Nothing to release (the caller owns the connection). */
-  close(): Promise<void> {
-    return Promise.resolve();
-  }
 }

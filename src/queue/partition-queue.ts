@@ -93,9 +93,4 @@ export class PartitionQueue {
     }
     return results;
   }
-
-  /** Nothing to release (the caller owns the connection); kept for symmetry with the other queue objects. */
-  close(): Promise<void> {
-    return Promise.resolve();
-  }
 }

@@ -90,7 +90,6 @@ describeBrowser('dashboard in headless Chromium', () => {
   afterAll(async () => {
     await browser?.close();
     await stopAll(15_000);
-    await admin?.close();
     await redis?.quit();
     await database?.drop();
   });

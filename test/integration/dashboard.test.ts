@@ -76,8 +76,6 @@ async function start(opts: { readOnly?: boolean; namespace?: string } = {}): Pro
   const url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
   cleanups.push(async () => {
     await app.close();
-    await admin.close();
-    await queue.close();
   });
   return { app, url, queue, admin, namespace };
 }

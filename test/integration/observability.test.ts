@@ -77,7 +77,6 @@ function producer(namespace: string, tracing = false): { app: FastifyInstance; q
   });
   cleanups.push(async () => {
     await app.close();
-    await queue.close();
   });
   return { app, queue };
 }
@@ -248,7 +247,6 @@ describe('metrics against known activity', () => {
 
     // A halted partition with 3 trades waiting: halted 1, backlog 3, pending 0 (halted is not pending).
     const admin = new PartitionAdmin(probe, namespace);
-    cleanups.push(() => admin.close());
     const pk = partitionKey('ACC-77', 'BOOK', 'SEC-77');
     await admin.halt(pk, { code: 'test', message: 'halted by the metrics test' });
     for (let i = 0; i < 3; i++) expect((await post(app, '/v1/trades', newTrade(77))).status).toBe(202);

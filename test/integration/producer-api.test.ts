@@ -116,7 +116,6 @@ function harness(
   });
   cleanups.push(async () => {
     await app.close();
-    await queue.close();
   });
   return { app, queue, logs, backlog: async () => (await readSignals(probe, queue.keys)).backlog };
 }

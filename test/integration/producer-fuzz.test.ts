@@ -110,7 +110,6 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const h of harnesses) {
     await h.app.close();
-    await h.queue.close();
   }
   await redis?.quit();
   await probe?.quit();

@@ -43,7 +43,6 @@ const item = (partitionKey: string, tradeId: string, payloadHash = 'h'): Enqueue
 
 function queue(namespace: string, extra: Partial<ConstructorParameters<typeof PartitionQueue>[0]> = {}) {
   const q = new PartitionQueue({ redis, namespace, ...extra });
-  open.push(q);
   return q;
 }
 
@@ -234,7 +233,6 @@ test('halt policy and operator actions: a halted partition keeps its trades, ask
   const ns = testNamespace('halt');
   const q = queue(ns);
   const admin = new PartitionAdmin(redis, ns);
-  open.push(admin);
   const applied: string[] = [];
   let haltOnce = true;
   consumer(
@@ -312,7 +310,6 @@ test('signals: pending partitions, backlog and oldest age equal the truth after 
   const q = queue(ns);
   const keys = q.keys;
   const admin = new PartitionAdmin(redis, ns);
-  open.push(admin);
   let seed = 42;
   const rand = (n: number) => {
     seed = (seed * 1103515245 + 12345) & 0x7fffffff;
@@ -436,7 +433,6 @@ test('redis-restart: queued trades survive a Redis restart (AOF), scripts are re
     );
     expect(applied).toEqual(['A1', 'A2', 'A3', 'A4']);
     await c.close();
-    await q.close();
   } finally {
     own.disconnect();
     await server.stop();
@@ -447,7 +443,6 @@ test('halt with a committed prefix: the trades before the halting one are acked,
   const ns = testNamespace('halt-prefix');
   const q = queue(ns);
   const admin = new PartitionAdmin(redis, ns);
-  open.push(admin);
   consumer(
     ns,
     async (b) => {

@@ -88,7 +88,6 @@ test('ordering: 50,000 trades over 500 partitions, 4 worker processes x concurre
   await enqueueAll(q, list);
   await drained(q.keys, 120000);
   await stopAll();
-  await q.close();
   const log = readLog(logFile);
   expect(checkLog(log, counts(list))).toEqual([]);
   // Every process took part.
@@ -131,7 +130,6 @@ test('crash: a worker SIGKILLed mid-batch loses nothing; its partition resumes o
   expect(resumed.seqs![0]).toBe(first.seqs![0]);
 
   await drained(q.keys, 60000);
-  await q.close();
   // The victim may have acked in Redis and died before logging it: say so.
   expect(checkLog(readLog(logFile), counts(list), new Set([victim.pid!]))).toEqual([]);
 }, 120000);
@@ -163,7 +161,6 @@ test('zombie: a worker paused (SIGSTOP) past its lease and resumed cannot ack', 
     readLog(logFile).find((l) => l.ev === 'lease-lost' && l.pid === zombie.pid && l.pk === 'hot'),
   );
   expect(refused.why).toMatch(/lock|epoch/);
-  await q.close();
   const log = readLog(logFile);
   expect(log.some((l) => l.ev === 'acked' && l.pid === zombie.pid && l.first === first.seqs![0])).toBe(false);
   expect(checkLog(log, counts(list))).toEqual([]);

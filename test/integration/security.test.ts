@@ -123,8 +123,6 @@ async function startApi(opts: {
   const url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
   cleanups.push(async () => {
     await app.close();
-    await admin.close();
-    await queue.close();
   });
   return {
     app,

@@ -82,5 +82,4 @@ test('a partition whose Redis epochs were lost is fenced once, then drains again
   await q.enqueue([item('E6'), item('E7')]);
   await waitFor('the partition to drain again', async () => (await lastSeq())?.lastSeq === 7, 30000);
   expect(Number(await redis.hget(keys.epochs, pk))).toBeGreaterThan(before.epoch);
-  await q.close();
 });

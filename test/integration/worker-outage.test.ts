@@ -151,84 +151,80 @@ test('circuit breaker: PostgreSQL down pauses the worker, back up resumes it; po
       50,
     );
 
+  await enqueue(0, 20);
+  await drained();
+  expect(worker.breaker.state).toBe('closed');
+
+  // Fast shutdown: backends are told 57P01, new connections are refused.
+  pg.kill('SIGINT');
+  await waitFor('PostgreSQL to be down', async () => !(await reachable(pg!.url)), 10_000, 50);
+  await enqueue(20, 40);
+  await waitFor(
+    'the circuit to open and the worker to pause',
+    () => worker!.breaker.state !== 'closed' && worker!.consumer.isPaused,
+    15_000,
+    20,
+  );
+  expect((await readSignals(redis, queue.keys)).backlog).toBeGreaterThan(0);
+  expect(lines.some((l) => l.level === 'error' && /circuit open/.test(l.msg))).toBe(true);
+
+  await pg.restart();
+  await drained();
+  expect(worker.breaker.state).toBe('closed');
+  expect(worker.consumer.isPaused).toBe(false);
+  expect(lines.some((l) => l.level === 'info' && /circuit closed/.test(l.msg))).toBe(true);
+
+  const check = createDb({ databaseUrl: pg.url, poolSize: 1 });
   try {
-    await enqueue(0, 20);
-    await drained();
-    expect(worker.breaker.state).toBe('closed');
-
-    // Fast shutdown: backends are told 57P01, new connections are refused.
-    pg.kill('SIGINT');
-    await waitFor('PostgreSQL to be down', async () => !(await reachable(pg!.url)), 10_000, 50);
-    await enqueue(20, 40);
-    await waitFor(
-      'the circuit to open and the worker to pause',
-      () => worker!.breaker.state !== 'closed' && worker!.consumer.isPaused,
-      15_000,
-      20,
-    );
-    expect((await readSignals(redis, queue.keys)).backlog).toBeGreaterThan(0);
-    expect(lines.some((l) => l.level === 'error' && /circuit open/.test(l.msg))).toBe(true);
-
-    await pg.restart();
-    await drained();
-    expect(worker.breaker.state).toBe('closed');
-    expect(worker.consumer.isPaused).toBe(false);
-    expect(lines.some((l) => l.level === 'info' && /circuit closed/.test(l.msg))).toBe(true);
-
-    const check = createDb({ databaseUrl: pg.url, poolSize: 1 });
-    try {
-      for (let p = 0; p < PARTITIONS; p++) {
-        const { ids, pk, trades } = partitionTrades(p, 0, 40);
-        const fold = foldAll(
-          ids,
-          trades.map((trade) => ({ seq: seqs.get(trade.tradeId)!, trade })),
-        );
-        const row = await check.db
-          .selectFrom('positions')
-          .selectAll()
-          .where('partition_key', '=', pk)
-          .executeTakeFirstOrThrow();
-        expect({
-          net: canonicalDecimalString(row.net_quantity),
-          boughtNotional: canonicalDecimalString(row.bought_notional),
-          soldNotional: canonicalDecimalString(row.sold_notional),
-          count: Number(row.trade_count),
-          lastSeq: Number(row.last_seq),
-          digest: row.digest,
-        }).toEqual({
-          net: fold.position.netQuantity,
-          boughtNotional: fold.position.boughtNotional,
-          soldNotional: fold.position.soldNotional,
-          count: fold.position.tradeCount,
-          lastSeq: 40,
-          digest: fold.position.digest,
-        });
-      }
-    } finally {
-      await check.close();
-    }
-
-    // Batch lines carry the partition, the seq range and the trade ids.
-    const batchLine = lines.find((l) => l.msg === 'applied batch');
-    expect(batchLine).toMatchObject({
-      partitionKey: expect.any(String),
-      firstSeq: expect.any(Number),
-      lastSeq: expect.any(Number),
-      tradeIds: expect.any(Array),
-    });
-
-    if (process.env.TF_TEST_VERBOSE) {
-      const notable = lines.filter((l) => l.level !== 'info' || /circuit|start|stop/.test(l.msg));
-      console.log(
-        notable
-          .map((l) => `${l.level} ${l.msg}${l.err ? ` (${(l.err as { message?: string }).message})` : ''}`)
-          .join('\n'),
+    for (let p = 0; p < PARTITIONS; p++) {
+      const { ids, pk, trades } = partitionTrades(p, 0, 40);
+      const fold = foldAll(
+        ids,
+        trades.map((trade) => ({ seq: seqs.get(trade.tradeId)!, trade })),
       );
+      const row = await check.db
+        .selectFrom('positions')
+        .selectAll()
+        .where('partition_key', '=', pk)
+        .executeTakeFirstOrThrow();
+      expect({
+        net: canonicalDecimalString(row.net_quantity),
+        boughtNotional: canonicalDecimalString(row.bought_notional),
+        soldNotional: canonicalDecimalString(row.sold_notional),
+        count: Number(row.trade_count),
+        lastSeq: Number(row.last_seq),
+        digest: row.digest,
+      }).toEqual({
+        net: fold.position.netQuantity,
+        boughtNotional: fold.position.boughtNotional,
+        soldNotional: fold.position.soldNotional,
+        count: fold.position.tradeCount,
+        lastSeq: 40,
+        digest: fold.position.digest,
+      });
     }
-    const closing = worker.close();
-    expect(worker.close()).toBe(closing); // idempotent: the same promise
-    expect(await closing).toEqual({ forced: false });
   } finally {
-    await queue.close();
+    await check.close();
   }
+
+  // Batch lines carry the partition, the seq range and the trade ids.
+  const batchLine = lines.find((l) => l.msg === 'applied batch');
+  expect(batchLine).toMatchObject({
+    partitionKey: expect.any(String),
+    firstSeq: expect.any(Number),
+    lastSeq: expect.any(Number),
+    tradeIds: expect.any(Array),
+  });
+
+  if (process.env.TF_TEST_VERBOSE) {
+    const notable = lines.filter((l) => l.level !== 'info' || /circuit|start|stop/.test(l.msg));
+    console.log(
+      notable
+        .map((l) => `${l.level} ${l.msg}${l.err ? ` (${(l.err as { message?: string }).message})` : ''}`)
+        .join('\n'),
+    );
+  }
+  const closing = worker.close();
+  expect(worker.close()).toBe(closing); // idempotent: the same promise
+  expect(await closing).toEqual({ forced: false });
 }, 60_000);

@@ -140,96 +140,92 @@ test('ordering: 3,000 trades over 50 partitions drained by 2 worker processes eq
     PERMANENT_FAILURE_POLICY: 'dead-letter',
     SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_TIMEOUT_MS),
   };
-  try {
-    // Half before the workers start, half while they drain.
-    const half = Math.floor(items.length / 2);
-    await enqueueAll(items.slice(0, half));
-    const started = Date.now();
-    const workers = [spawnTs('src/worker/main.ts', env), spawnTs('src/worker/main.ts', env)];
-    await enqueueAll(items.slice(half));
-    await waitFor(
-      'the backlog to drain',
-      async () => {
-        const s = await readSignals(redis, queue.keys);
-        for (const w of workers) {
-          if (w.exitCode !== null)
-            throw new Error(
-              `a worker exited early (${w.exitCode}): ${(w as unknown as { stderrTail(): string }).stderrTail()}`,
-            );
-        }
-        return s.backlog === 0 && s.pendingPartitions === 0;
-      },
-      45_000,
-      100,
-    );
-    const drainMs = Date.now() - started;
+  // Half before the workers start, half while they drain.
+  const half = Math.floor(items.length / 2);
+  await enqueueAll(items.slice(0, half));
+  const started = Date.now();
+  const workers = [spawnTs('src/worker/main.ts', env), spawnTs('src/worker/main.ts', env)];
+  await enqueueAll(items.slice(half));
+  await waitFor(
+    'the backlog to drain',
+    async () => {
+      const s = await readSignals(redis, queue.keys);
+      for (const w of workers) {
+        if (w.exitCode !== null)
+          throw new Error(
+            `a worker exited early (${w.exitCode}): ${(w as unknown as { stderrTail(): string }).stderrTail()}`,
+          );
+      }
+      return s.backlog === 0 && s.pendingPartitions === 0;
+    },
+    45_000,
+    100,
+  );
+  const drainMs = Date.now() - started;
 
-    const db = handle.db;
-    const positions = await db.selectFrom('positions').selectAll().execute();
-    expect(positions).toHaveLength(PARTITIONS);
-    const byPk = new Map(positions.map((p) => [p.partition_key, p]));
-    let rejections = 0;
-    for (const p of partitions) {
-      const sequenced: SequencedTrade[] = p.trades
-        .map((trade) => ({ seq: seqs.get(trade.tradeId)!, trade }))
-        .sort((a, b) => a.seq - b.seq);
-      const fold = foldAll(p.ids, sequenced);
-      rejections += fold.rejections.length;
-      const row = byPk.get(p.pk)!;
-      expect({
-        pk: p.pk,
-        currency: row.currency,
-        netQuantity: canonicalDecimalString(row.net_quantity),
-        boughtQuantity: canonicalDecimalString(row.bought_quantity),
-        soldQuantity: canonicalDecimalString(row.sold_quantity),
-        boughtNotional: canonicalDecimalString(row.bought_notional),
-        soldNotional: canonicalDecimalString(row.sold_notional),
-        tradeCount: Number(row.trade_count),
-        lastSeq: Number(row.last_seq),
-        digest: row.digest,
-      }).toEqual({
-        pk: p.pk,
-        currency: fold.position.currency,
-        netQuantity: fold.position.netQuantity,
-        boughtQuantity: fold.position.boughtQuantity,
-        soldQuantity: fold.position.soldQuantity,
-        boughtNotional: fold.position.boughtNotional,
-        soldNotional: fold.position.soldNotional,
-        tradeCount: fold.position.tradeCount,
-        lastSeq: PER_PARTITION,
-        digest: fold.position.digest,
-      });
-    }
-    const counts = await db
-      .selectFrom('dead_letters')
-      .select((eb) => eb.fn.countAll<string>().as('n'))
-      .executeTakeFirstOrThrow();
-    expect(Number(counts.n)).toBe(rejections);
-    expect(rejections).toBeGreaterThan(0);
-    const applied = await db
-      .selectFrom('trades')
-      .select((eb) => eb.fn.countAll<string>().as('n'))
-      .executeTakeFirstOrThrow();
-    expect(Number(applied.n) + rejections).toBe(items.length);
-
-    const stopAt = Date.now();
-    for (const w of workers) w.kill('SIGTERM');
-    await waitFor(
-      'the workers to exit',
-      () => workers.every((w) => w.exitCode !== null || w.signalCode !== null),
-      SHUTDOWN_TIMEOUT_MS + 2000,
-      20,
-    );
-    const stopMs = Date.now() - stopAt;
-    expect(workers.map((w) => w.exitCode)).toEqual([0, 0]);
-    expect(stopMs).toBeLessThan(SHUTDOWN_TIMEOUT_MS);
-    if (process.env.TF_TEST_VERBOSE)
-      console.log(
-        `drained ${items.length} trades in ${drainMs} ms (incl. worker start); stopped in ${stopMs} ms`,
-      );
-  } finally {
-    await queue.close();
+  const db = handle.db;
+  const positions = await db.selectFrom('positions').selectAll().execute();
+  expect(positions).toHaveLength(PARTITIONS);
+  const byPk = new Map(positions.map((p) => [p.partition_key, p]));
+  let rejections = 0;
+  for (const p of partitions) {
+    const sequenced: SequencedTrade[] = p.trades
+      .map((trade) => ({ seq: seqs.get(trade.tradeId)!, trade }))
+      .sort((a, b) => a.seq - b.seq);
+    const fold = foldAll(p.ids, sequenced);
+    rejections += fold.rejections.length;
+    const row = byPk.get(p.pk)!;
+    expect({
+      pk: p.pk,
+      currency: row.currency,
+      netQuantity: canonicalDecimalString(row.net_quantity),
+      boughtQuantity: canonicalDecimalString(row.bought_quantity),
+      soldQuantity: canonicalDecimalString(row.sold_quantity),
+      boughtNotional: canonicalDecimalString(row.bought_notional),
+      soldNotional: canonicalDecimalString(row.sold_notional),
+      tradeCount: Number(row.trade_count),
+      lastSeq: Number(row.last_seq),
+      digest: row.digest,
+    }).toEqual({
+      pk: p.pk,
+      currency: fold.position.currency,
+      netQuantity: fold.position.netQuantity,
+      boughtQuantity: fold.position.boughtQuantity,
+      soldQuantity: fold.position.soldQuantity,
+      boughtNotional: fold.position.boughtNotional,
+      soldNotional: fold.position.soldNotional,
+      tradeCount: fold.position.tradeCount,
+      lastSeq: PER_PARTITION,
+      digest: fold.position.digest,
+    });
   }
+  const counts = await db
+    .selectFrom('dead_letters')
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .executeTakeFirstOrThrow();
+  expect(Number(counts.n)).toBe(rejections);
+  expect(rejections).toBeGreaterThan(0);
+  const applied = await db
+    .selectFrom('trades')
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .executeTakeFirstOrThrow();
+  expect(Number(applied.n) + rejections).toBe(items.length);
+
+  const stopAt = Date.now();
+  for (const w of workers) w.kill('SIGTERM');
+  await waitFor(
+    'the workers to exit',
+    () => workers.every((w) => w.exitCode !== null || w.signalCode !== null),
+    SHUTDOWN_TIMEOUT_MS + 2000,
+    20,
+  );
+  const stopMs = Date.now() - stopAt;
+  expect(workers.map((w) => w.exitCode)).toEqual([0, 0]);
+  expect(stopMs).toBeLessThan(SHUTDOWN_TIMEOUT_MS);
+  if (process.env.TF_TEST_VERBOSE)
+    console.log(
+      `drained ${items.length} trades in ${drainMs} ms (incl. worker start); stopped in ${stopMs} ms`,
+    );
 }, 60_000);
 
 test('graceful-shutdown: a batch stuck past SHUTDOWN_TIMEOUT_MS is abandoned (exit 1), and the next worker applies it', async () => {
@@ -329,7 +325,6 @@ test('graceful-shutdown: a batch stuck past SHUTDOWN_TIMEOUT_MS is abandoned (ex
     });
   } finally {
     await holder.end();
-    await queue.close();
     await stopAll();
   }
 }, 60_000);
