@@ -252,7 +252,7 @@ export async function upsertPosition(db: Executor, position: NewPositionRecord):
 // trades costs a fixed handful of round trips inside its transaction.
 
 // Only this section builds raw SQL (ANY(array), UPDATE ... FROM unnest).
-import { sql } from 'kysely';
+import { sql, type RawBuilder } from 'kysely';
 
 /** The identifiers of a position row, as created before its first trade. */
 export interface PositionIdentity {
@@ -310,27 +310,6 @@ export async function ensurePositions(db: Executor, ids: readonly PositionIdenti
     .execute();
 }
 
-/**
- * SELECT ... FOR UPDATE of several positions in one statement, locked in
- * partition_key order: every worker takes its rows in the same order, so two
- * transactions over overlapping partitions queue up instead of deadlocking.
- * Missing rows are simply absent from the answer.
- */
-export async function lockPositions(
-  db: Executor,
-  partitionKeys: readonly string[],
-): Promise<PositionRecord[]> {
-  if (partitionKeys.length === 0) return [];
-  const rows = await db
-    .selectFrom('positions')
-    .selectAll()
-    .where('partition_key', '=', sql<string>`any(${[...partitionKeys]}::text[])`)
-    .orderBy('partition_key')
-    .forUpdate()
-    .execute();
-  return rows.map(toPositionRecord);
-}
-
 const positionJson = (positions: readonly NewPositionRecord[]): string =>
   jsonRows(positions, (p) => ({
     partition_key: p.partitionKey,
@@ -341,59 +320,36 @@ const positionJson = (positions: readonly NewPositionRecord[]): string =>
   }));
 
 /**
- * Overwrites every field of several positions the caller holds locked, with
- * updated_at = now(), in one UPDATE ... FROM json_to_recordset(...). Returns
- * the number of rows written.
+ * UPDATE ... FROM json_to_recordset(...) of every field of positions the
+ * caller holds locked, with updated_at = now() (rows: positionJson).
  */
-export async function writeLockedPositions(
-  db: Executor,
-  positions: readonly NewPositionRecord[],
-): Promise<number> {
-  if (positions.length === 0) return 0;
-  const result = await sql`
+const updatePositionsSql = (rows: string) => sql`
     update positions as p
        set currency = v.currency, net_quantity = v.net_quantity, bought_quantity = v.bought_quantity,
            sold_quantity = v.sold_quantity, bought_notional = v.bought_notional, sold_notional = v.sold_notional,
            trade_count = v.trade_count, last_seq = v.last_seq, digest = v.digest, lease_epoch = v.lease_epoch,
            updated_at = now()
-      from json_to_recordset(${positionJson(positions)}::json)
+      from json_to_recordset(${rows}::json)
            as v(partition_key text, currency text, net_quantity numeric, bought_quantity numeric,
                 sold_quantity numeric, bought_notional numeric, sold_notional numeric, trade_count int8,
                 last_seq int8, digest text, lease_epoch int8)
-     where p.partition_key = v.partition_key`.execute(db);
-  return Number(result.numAffectedRows ?? 0n);
-}
+     where p.partition_key = v.partition_key
+    returning 1`;
 
-/**
- * Inserts positions that did not exist when the transaction looked (see
- * lockPositions), in key order. A row created meanwhile by another
- * transaction is left alone (ON CONFLICT DO NOTHING, after waiting for that
- * transaction): the answer lists only the keys inserted, so the caller can
- * tell it lost a race and must roll back.
- */
-export async function insertNewPositions(
-  db: Executor,
-  positions: readonly NewPositionRecord[],
-): Promise<string[]> {
-  if (positions.length === 0) return [];
-  const sorted = [...positions].sort((a, b) =>
-    a.partitionKey < b.partitionKey ? -1 : a.partitionKey > b.partitionKey ? 1 : 0,
-  );
-  const result = await sql<{ partition_key: string }>`
+/** INSERT ... SELECT FROM json_to_recordset(...) of new positions, ON CONFLICT DO NOTHING (rows: positionJson, in key order). */
+const insertPositionsSql = (rows: string) => sql<{ partition_key: string }>`
     insert into positions (partition_key, account_id, book_id, security_id, currency, net_quantity,
                            bought_quantity, sold_quantity, bought_notional, sold_notional, trade_count,
                            last_seq, digest, lease_epoch)
     select v.partition_key, v.account_id, v.book_id, v.security_id, v.currency, v.net_quantity,
            v.bought_quantity, v.sold_quantity, v.bought_notional, v.sold_notional, v.trade_count,
            v.last_seq, v.digest, v.lease_epoch
-      from json_to_recordset(${positionJson(sorted)}::json)
+      from json_to_recordset(${rows}::json)
            as v(partition_key text, account_id text, book_id text, security_id text, currency text,
                 net_quantity numeric, bought_quantity numeric, sold_quantity numeric, bought_notional numeric,
                 sold_notional numeric, trade_count int8, last_seq int8, digest text, lease_epoch int8)
     on conflict (partition_key) do nothing
-    returning partition_key`.execute(db);
-  return result.rows.map((r) => r.partition_key);
-}
+    returning partition_key`;
 
 /** Where a tradeId is already known to PostgreSQL: an applied trade or a dead letter. */
 export interface KnownTradeId {
@@ -415,53 +371,6 @@ export interface KnownTradeId {
    * tradeId's next delivery, so this dead letter is not a prior of it. false for trades.
    */
   readonly replayed: boolean;
-}
-
-interface KnownTradeIdRow {
-  source: 'trade' | 'dead_letter';
-  trade_id: string;
-  partition_key: string;
-  seq: string;
-  payload_hash: string;
-  type: TradeType | null;
-  eff_side: TradeSide | null;
-  eff_quantity: string | null;
-  eff_price: string | null;
-  eff_currency: string | null;
-  status: TradeStatus | null;
-  replayed: boolean;
-}
-
-/**
- * Every trades row and dead_letters row carrying one of `tradeIds`, in any
- * partition, in one query. The caller filters (e.g. references must be NEW
- * trades of its own partition).
- */
-export async function findKnownTradeIds(db: Executor, tradeIds: Iterable<string>): Promise<KnownTradeId[]> {
-  const ids = [...new Set(tradeIds)];
-  if (ids.length === 0) return [];
-  const result = await sql<KnownTradeIdRow>`
-    select 'trade' as source, trade_id, partition_key, seq, payload_hash, type,
-           eff_side, eff_quantity, eff_price, eff_currency, status, false as replayed
-      from trades where trade_id = any(${ids}::text[])
-    union all
-    select 'dead_letter', trade_id, partition_key, seq, payload_hash, null,
-           null, null, null, null, null, replayed_at is not null
-      from dead_letters where trade_id = any(${ids}::text[])`.execute(db);
-  return result.rows.map((r) => ({
-    source: r.source,
-    tradeId: r.trade_id,
-    partitionKey: r.partition_key,
-    seq: toSafeNumber(r.seq, `${r.source === 'trade' ? 'trades' : 'dead_letters'}.seq`),
-    payloadHash: r.payload_hash,
-    type: r.type,
-    effSide: r.eff_side,
-    effQuantity: r.eff_quantity,
-    effPrice: r.eff_price,
-    effCurrency: r.eff_currency,
-    status: r.status,
-    replayed: r.replayed,
-  }));
 }
 
 const isoOrNull = (v: Date | string | undefined): string | null =>
@@ -487,15 +396,8 @@ function jsonRows<T>(
   return `[${parts.join(',')}]`;
 }
 
-/**
- * One INSERT ... SELECT FROM json_to_recordset(...) of applied trades (see
- * jsonRows). A trade_id already present is left alone (ON CONFLICT DO
- * NOTHING). Returns the ids actually inserted, so the caller can tell a lost
- * race from success.
- */
-export async function insertTrades(db: Executor, trades: readonly NewTradeRecord[]): Promise<string[]> {
-  if (trades.length === 0) return [];
-  const rows = jsonRows(
+const tradeJson = (trades: readonly NewTradeRecord[]): string =>
+  jsonRows(
     trades,
     (t) => ({
       trade_id: t.tradeId,
@@ -522,7 +424,9 @@ export async function insertTrades(db: Executor, trades: readonly NewTradeRecord
     }),
     { key: 'payload', value: (t) => (typeof t.payload === 'string' ? t.payload : JSON.stringify(t.payload)) },
   );
-  const result = await sql<{ trade_id: string }>`
+
+/** INSERT ... SELECT FROM json_to_recordset(...) of applied trades, ON CONFLICT (trade_id) DO NOTHING (rows: tradeJson). */
+const insertTradesSql = (rows: string) => sql<{ trade_id: string }>`
     insert into trades (trade_id, partition_key, seq, type, ref_trade_id, account_id, book_id, security_id,
                         side, quantity, price, currency, trade_time, payload, payload_hash, enqueued_at,
                         applied_at, eff_side, eff_quantity, eff_price, eff_currency, status)
@@ -536,7 +440,18 @@ export async function insertTrades(db: Executor, trades: readonly NewTradeRecord
                 applied_at timestamptz, eff_side text, eff_quantity numeric, eff_price numeric,
                 eff_currency text, status text)
     on conflict (trade_id) do nothing
-    returning trade_id`.execute(db);
+    returning trade_id`;
+
+/**
+ * One INSERT ... SELECT FROM json_to_recordset(...) of applied trades (see
+ * jsonRows). A trade_id already present is left alone (ON CONFLICT DO
+ * NOTHING). Returns the ids actually inserted, so the caller can tell a lost
+ * race from success.
+ */
+export async function insertTrades(db: Executor, trades: readonly NewTradeRecord[]): Promise<string[]> {
+  if (trades.length === 0) return [];
+  const rows = tradeJson(trades);
+  const result = await insertTradesSql(rows).execute(db);
   return result.rows.map((r) => r.trade_id);
 }
 
@@ -550,16 +465,10 @@ export interface EffectiveStateUpdate {
   readonly status: 'live' | 'cancelled';
 }
 
-/**
- * One UPDATE ... FROM unnest(...) of the effective state of NEW trades, each
- * only within its own partition (`partitionKey`). Returns the number of rows updated.
- */
-export async function updateEffectiveStates(
-  db: Executor,
-  updates: readonly (EffectiveStateUpdate & { readonly partitionKey: string })[],
-): Promise<number> {
-  if (updates.length === 0) return 0;
-  const result = await sql`
+type EffectiveUpdates = readonly (EffectiveStateUpdate & { readonly partitionKey: string })[];
+
+/** UPDATE ... FROM unnest(...) of the effective state of NEW trades, each in its own partition. */
+const updateEffectiveSql = (updates: EffectiveUpdates) => sql`
     update trades as t
        set eff_side = v.eff_side, eff_quantity = v.eff_quantity, eff_price = v.eff_price,
            eff_currency = v.eff_currency, status = v.status
@@ -568,9 +477,8 @@ export async function updateEffectiveStates(
                   ${updates.map((u) => u.effQuantity)}::numeric[], ${updates.map((u) => u.effPrice)}::numeric[],
                   ${updates.map((u) => u.effCurrency)}::text[], ${updates.map((u) => u.status)}::text[])
            as v(trade_id, partition_key, eff_side, eff_quantity, eff_price, eff_currency, status)
-     where t.trade_id = v.trade_id and t.partition_key = v.partition_key and t.type = 'NEW'`.execute(db);
-  return Number(result.numAffectedRows ?? 0n);
-}
+     where t.trade_id = v.trade_id and t.partition_key = v.partition_key and t.type = 'NEW'
+    returning 1`;
 
 export interface NewDeadLetterRecord {
   readonly tradeId: string;
@@ -584,6 +492,27 @@ export interface NewDeadLetterRecord {
   readonly reason: string;
 }
 
+const deadLetterJson = (letters: readonly NewDeadLetterRecord[]): string =>
+  jsonRows(letters, (d) => ({
+    trade_id: d.tradeId,
+    partition_key: d.partitionKey,
+    seq: toSafeNumber(d.seq, 'seq'),
+    payload: d.payload,
+    payload_hash: d.payloadHash,
+    reason_code: d.reasonCode,
+    reason: d.reason,
+  }));
+
+/** INSERT ... SELECT FROM json_to_recordset(...) of dead letters, ON CONFLICT DO NOTHING (rows: deadLetterJson). */
+const insertDeadLettersSql = (rows: string) => sql`
+    insert into dead_letters (trade_id, partition_key, seq, payload, payload_hash, reason_code, reason)
+    select v.trade_id, v.partition_key, v.seq, v.payload, v.payload_hash, v.reason_code, v.reason
+      from json_to_recordset(${rows}::json)
+           as v(trade_id text, partition_key text, seq int8, payload jsonb, payload_hash text,
+                reason_code text, reason text)
+    on conflict do nothing
+    returning 1`;
+
 /**
  * One INSERT ... SELECT FROM json_to_recordset(...) of dead letters (see
  * jsonRows; ON CONFLICT DO NOTHING). Returns the number inserted.
@@ -593,23 +522,235 @@ export async function insertDeadLetters(
   letters: readonly NewDeadLetterRecord[],
 ): Promise<number> {
   if (letters.length === 0) return 0;
-  const rows = jsonRows(letters, (d) => ({
-    trade_id: d.tradeId,
-    partition_key: d.partitionKey,
-    seq: toSafeNumber(d.seq, 'seq'),
-    payload: d.payload,
-    payload_hash: d.payloadHash,
-    reason_code: d.reasonCode,
-    reason: d.reason,
-  }));
-  const result = await sql`
-    insert into dead_letters (trade_id, partition_key, seq, payload, payload_hash, reason_code, reason)
-    select v.trade_id, v.partition_key, v.seq, v.payload, v.payload_hash, v.reason_code, v.reason
-      from json_to_recordset(${rows}::json)
-           as v(trade_id text, partition_key text, seq int8, payload jsonb, payload_hash text,
-                reason_code text, reason text)
-    on conflict do nothing`.execute(db);
-  return Number(result.numAffectedRows ?? 0n);
+  const result = await insertDeadLettersSql(deadLetterJson(letters)).execute(db);
+  return result.rows.length;
+}
+
+/** In partition-key order: the order every transaction locks or creates positions in. */
+const byKey = <T extends { readonly partitionKey: string }>(rows: readonly T[]): T[] =>
+  [...rows].sort((a, b) => (a.partitionKey < b.partitionKey ? -1 : a.partitionKey > b.partitionKey ? 1 : 0));
+
+/** What a group transaction holds once it has read (lockPositionsAndFindKnown). */
+export interface LockedGroup {
+  /** The positions that exist, locked FOR UPDATE, in key order. */
+  readonly positions: PositionRecord[];
+  /** Every trades row and dead_letters row carrying one of the tradeIds asked for. */
+  readonly known: KnownTradeId[];
+}
+
+type PositionCells = [
+  string,
+  string,
+  string,
+  string,
+  string | null,
+  string,
+  string,
+  string,
+  string,
+  string,
+  string,
+  string,
+  string,
+  string,
+  string,
+  boolean,
+];
+type TradeCells = [
+  string,
+  string,
+  string,
+  string,
+  TradeType,
+  TradeSide | null,
+  string | null,
+  string | null,
+  string | null,
+  TradeStatus,
+];
+type DeadLetterCells = [string, string, string, string, boolean];
+
+/** The lookup half of lockPositionsAndFindKnown: rows 't' (trades) and 'd' (dead letters). */
+const knownSql = (ids: readonly string[]) => sql`
+    select 't' as k, json_build_array(trade_id, partition_key, seq::text, payload_hash, type, eff_side,
+                                      eff_quantity::text, eff_price::text, eff_currency, status)::text as j
+      from trades where trade_id = any(${ids}::text[])
+    union all
+    select 'd', json_build_array(trade_id, partition_key, seq::text, payload_hash, replayed_at is not null)::text
+      from dead_letters where trade_id = any(${ids}::text[])`;
+
+function knownTradeId(k: 't' | 'd', j: string): KnownTradeId {
+  if (k === 't') {
+    const c = JSON.parse(j) as TradeCells;
+    return {
+      source: 'trade',
+      tradeId: c[0],
+      partitionKey: c[1],
+      seq: toSafeNumber(c[2], 'trades.seq'),
+      payloadHash: c[3],
+      type: c[4],
+      effSide: c[5],
+      effQuantity: c[6],
+      effPrice: c[7],
+      effCurrency: c[8],
+      status: c[9],
+      replayed: false,
+    };
+  }
+  const c = JSON.parse(j) as DeadLetterCells;
+  return {
+    source: 'dead_letter',
+    tradeId: c[0],
+    partitionKey: c[1],
+    seq: toSafeNumber(c[2], 'dead_letters.seq'),
+    payloadHash: c[3],
+    type: null,
+    effSide: null,
+    effQuantity: null,
+    effPrice: null,
+    effCurrency: null,
+    status: null,
+    replayed: c[4],
+  };
+}
+
+/**
+ * The group commit's read, in one round trip: locks the positions of
+ * `partitionKeys` (FOR UPDATE, in key order: the lock that serializes every
+ * writer of a partition until commit), and finds every trades row and
+ * dead_letters row carrying one of `tradeIds`, in any partition (the caller
+ * filters). Each row comes back as one JSON array of text cells, so that
+ * numerics and int8 stay exact strings.
+ *
+ * READ COMMITTED subtlety: a lock that had to wait returns the row as the
+ * other transaction committed it, but the lookups of the same statement read
+ * the snapshot taken before the wait, without that transaction's trades. So
+ * the statement also reads each row as of its snapshot: when a locked row is
+ * a newer version than that (its xmin differs), the lookups are run again in
+ * a second statement, whose snapshot is taken with every lock held.
+ */
+export async function lockPositionsAndFindKnown(
+  db: Executor,
+  partitionKeys: readonly string[],
+  tradeIds: Iterable<string>,
+): Promise<LockedGroup> {
+  const ids = [...new Set(tradeIds)];
+  const keys = [...partitionKeys];
+  const result = await sql<{ k: 'p' | 't' | 'd'; j: string }>`
+    with locked as (
+      select *, xmin::text as version from positions where partition_key = any(${keys}::text[])
+       order by partition_key for update
+    ), snapshot as (
+      select partition_key, xmin::text as version from positions where partition_key = any(${keys}::text[])
+    )
+    select 'p' as k,
+           json_build_array(l.partition_key, account_id, book_id, security_id, currency, net_quantity::text,
+                            bought_quantity::text, sold_quantity::text, bought_notional::text,
+                            sold_notional::text, trade_count::text, last_seq::text, digest, lease_epoch::text,
+                            updated_at, l.version is distinct from s.version)::text as j
+      from locked l left join snapshot s on s.partition_key = l.partition_key
+    union all
+    ${knownSql(ids)}`.execute(db);
+  let stale = false;
+  const positions: PositionRecord[] = [];
+  const known: KnownTradeId[] = [];
+  for (const { k, j } of result.rows) {
+    if (k === 'p') {
+      const c = JSON.parse(j) as PositionCells;
+      positions.push(
+        toPositionRecord({
+          partition_key: c[0],
+          account_id: c[1],
+          book_id: c[2],
+          security_id: c[3],
+          currency: c[4],
+          net_quantity: c[5],
+          bought_quantity: c[6],
+          sold_quantity: c[7],
+          bought_notional: c[8],
+          sold_notional: c[9],
+          trade_count: c[10],
+          last_seq: c[11],
+          digest: c[12],
+          lease_epoch: c[13],
+          updated_at: new Date(c[14]),
+        }),
+      );
+      if (c[15]) stale = true;
+    } else {
+      known.push(knownTradeId(k, j));
+    }
+  }
+  positions.sort((a, b) => (a.partitionKey < b.partitionKey ? -1 : a.partitionKey > b.partitionKey ? 1 : 0));
+  if (!stale) return { positions, known };
+  const again = await sql<{ k: 't' | 'd'; j: string }>`${knownSql(ids)}`.execute(db);
+  return { positions, known: again.rows.map((r) => knownTradeId(r.k, r.j)) };
+}
+
+/** Everything a group transaction writes (writeGroup). */
+export interface GroupWrites {
+  /** Positions that did not exist when the group locked (inserted in key order, ON CONFLICT DO NOTHING). */
+  readonly newPositions: readonly NewPositionRecord[];
+  readonly trades: readonly NewTradeRecord[];
+  readonly effectiveUpdates: EffectiveUpdates;
+  readonly deadLetters: readonly NewDeadLetterRecord[];
+  /** Positions the group holds locked, overwritten. */
+  readonly positions: readonly NewPositionRecord[];
+}
+
+/** What writeGroup wrote: the caller compares it with what it asked and rolls back on a difference. */
+export interface GroupWritten {
+  /** The keys of newPositions actually inserted (one missing: another transaction created it meanwhile). */
+  readonly newPositionKeys: string[];
+  /** The tradeIds actually inserted (one missing: another transaction inserted it meanwhile). */
+  readonly tradeIds: string[];
+  readonly effectiveUpdates: number;
+  readonly deadLetters: number;
+  readonly positions: number;
+}
+
+/**
+ * The group commit's writes, in ONE statement (one round trip): each part is
+ * a data-modifying WITH query, and only the parts with rows are sent. New
+ * positions come first. The parts see one snapshot and touch disjoint rows
+ * (inserted trades are new rows; the effective-state updates are of rows
+ * that existed; updated positions were locked, new ones were not there).
+ */
+export async function writeGroup(db: Executor, w: GroupWrites): Promise<GroupWritten> {
+  const parts: RawBuilder<unknown>[] = [];
+  const select: RawBuilder<unknown>[] = [];
+  const none = { newPositionKeys: [], tradeIds: [], effectiveUpdates: 0, deadLetters: 0, positions: 0 };
+  if (w.newPositions.length > 0) {
+    parts.push(sql`np as (${insertPositionsSql(positionJson(byKey(w.newPositions)))})`);
+    select.push(sql`(select coalesce(array_agg(partition_key), '{}') from np) as np`);
+  }
+  if (w.trades.length > 0) {
+    parts.push(sql`tr as (${insertTradesSql(tradeJson(w.trades))})`);
+    select.push(sql`(select coalesce(array_agg(trade_id), '{}') from tr) as tr`);
+  }
+  if (w.effectiveUpdates.length > 0) {
+    parts.push(sql`ef as (${updateEffectiveSql(w.effectiveUpdates)})`);
+    select.push(sql`(select count(*) from ef)::int as ef`);
+  }
+  if (w.deadLetters.length > 0) {
+    parts.push(sql`dl as (${insertDeadLettersSql(deadLetterJson(w.deadLetters))})`);
+    select.push(sql`(select count(*) from dl)::int as dl`);
+  }
+  if (w.positions.length > 0) {
+    parts.push(sql`up as (${updatePositionsSql(positionJson(w.positions))})`);
+    select.push(sql`(select count(*) from up)::int as up`);
+  }
+  if (parts.length === 0) return none;
+  const result = await sql<{ np?: string[]; tr?: string[]; ef?: number; dl?: number; up?: number }>`
+    with ${sql.join(parts)} select ${sql.join(select)}`.execute(db);
+  const row = result.rows[0]!;
+  return {
+    newPositionKeys: row.np ?? [],
+    tradeIds: row.tr ?? [],
+    effectiveUpdates: row.ef ?? 0,
+    deadLetters: row.dl ?? 0,
+    positions: row.up ?? 0,
+  };
 }
 
 /**

@@ -20,15 +20,11 @@ import type { Kysely } from 'kysely';
 import type { PermanentFailurePolicy } from '../config/variables';
 import {
   ensurePosition,
-  findKnownTradeIds,
-  insertNewPositions,
   insertDeadLetters,
-  insertTrades,
   lockPosition,
-  lockPositions,
-  updateEffectiveStates,
+  lockPositionsAndFindKnown,
+  writeGroup,
   writeLockedPosition,
-  writeLockedPositions,
   type Database,
   type EffectiveStateUpdate,
   type Executor,
@@ -394,22 +390,23 @@ async function lockOrCreate(trx: Executor, ids: Ids): Promise<PositionRecord> {
 }
 
 /**
- * The rows are locked in key order (see lockPositions). A partition without a
- * row starts from the empty position and its row is INSERTed at the end of the
- * transaction (insertNewPositions): one statement locks the whole group,
- * whether its partitions are new or not.
+ * Locks the group's rows and looks up its tradeIds in one round trip (see
+ * lockPositionsAndFindKnown). A partition without a row starts from the
+ * empty position and its row is INSERTed by the group's write (writeGroup):
+ * one statement locks the whole group, whether its partitions are new or not.
  */
 async function lockAll(
   trx: Executor,
   members: readonly Member[],
-): Promise<{ rows: Map<string, PositionRecord>; created: Set<string> }> {
+  tradeIds: Iterable<string>,
+): Promise<{ rows: Map<string, PositionRecord>; created: Set<string>; known: KnownTradeId[] }> {
   const rows = new Map<string, PositionRecord>();
-  for (const r of await lockPositions(
+  const locked = await lockPositionsAndFindKnown(
     trx,
     members.map((m) => m.ids.partitionKey),
-  )) {
-    rows.set(r.partitionKey, r);
-  }
+    tradeIds,
+  );
+  for (const r of locked.positions) rows.set(r.partitionKey, r);
   const created = new Set<string>();
   for (const m of members) {
     if (rows.has(m.ids.partitionKey)) continue;
@@ -422,7 +419,7 @@ async function lockAll(
     });
     created.add(m.ids.partitionKey);
   }
-  return { rows, created };
+  return { rows, created, known: locked.known };
 }
 
 /**
@@ -446,21 +443,35 @@ async function applyInTransaction(
   members: readonly Member[],
   opts: ApplyOptions,
 ): Promise<BatchOutcome[]> {
-  const { rows, created } = await lockAll(trx, members);
-
-  // Parse what each unfenced batch brings, and gather every tradeId to look up.
+  // Every body is parsed before the read, so that one round trip both locks
+  // the rows and finds every tradeId the batches name or refer to. (Items at
+  // or below a row's last_seq, redeliveries, are parsed for nothing: rare.)
   const lookupIds = new Set<string>();
-  const inputs = members.map((m) => {
+  const parsedAll = members.map((m) =>
+    m.batch.items.map((item) => {
+      lookupIds.add(item.tradeId);
+      const p = parseBody(item, m.ids);
+      if (p.ok && p.trade.type !== 'NEW') lookupIds.add(p.trade.refTradeId);
+      return p;
+    }),
+  );
+  const { rows, created, known } = await lockAll(trx, members, lookupIds);
+
+  const inputs = members.map((m, n) => {
     const row = rows.get(m.ids.partitionKey)!;
     if (row.leaseEpoch > m.batch.epoch) return { m, row, fenced: true as const };
-    const old = m.batch.items.filter((i) => i.seq <= row.lastSeq);
-    const fresh = m.batch.items.filter((i) => i.seq > row.lastSeq);
-    const parsed = fresh.map((item) => parseBody(item, m.ids));
-    for (const i of m.batch.items) lookupIds.add(i.tradeId);
-    for (const p of parsed) if (p.ok && p.trade.type !== 'NEW') lookupIds.add(p.trade.refTradeId);
+    const old: QueuedItem[] = [];
+    const fresh: QueuedItem[] = [];
+    const parsed: Parsed[] = [];
+    m.batch.items.forEach((item, i) => {
+      if (item.seq <= row.lastSeq) old.push(item);
+      else {
+        fresh.push(item);
+        parsed.push(parsedAll[n]![i]!);
+      }
+    });
     return { m, row, fenced: false as const, old, fresh, parsed };
   });
-  const known = await findKnownTradeIds(trx, lookupIds);
 
   // One view of every tradeId for the whole group, updated batch by batch in
   // key order: a tradeId applied by an earlier batch of the group is known to
@@ -506,47 +517,53 @@ async function applyInTransaction(
     });
   });
 
-  // Partitions seen for the first time get their rows first: a transaction
-  // racing this one on a new partition (a zombie lease) then waits on the row
-  // and loses with PositionRaceError (40001, retried) before writing anything.
+  // Partitions seen for the first time get their rows first (writeGroup): a
+  // transaction racing this one on a new partition (a zombie lease) then
+  // waits on the row and loses with PositionRaceError (40001, retried).
   const positions = plans.flatMap((p) => (p.position ? [p.position] : []));
-  const fresh = positions.filter((p) => created.has(p.partitionKey));
-  const insertedKeys = new Set(await insertNewPositions(trx, fresh));
-  if (insertedKeys.size !== fresh.length) {
-    throw new PositionRaceError(fresh.map((p) => p.partitionKey).filter((k) => !insertedKeys.has(k)));
-  }
+  const newPositions = positions.filter((p) => created.has(p.partitionKey));
+  const existing = positions.filter((p) => !created.has(p.partitionKey));
   const tradeRows = plans.flatMap((p) => p.tradeRows);
-  const inserted = await insertTrades(trx, tradeRows);
-  if (inserted.length !== tradeRows.length) {
+  const updates = plans.flatMap((p) => p.updates);
+  const deadLetters = plans.flatMap((p) => p.deadLetters);
+  const written = await writeGroup(trx, {
+    newPositions,
+    trades: tradeRows,
+    effectiveUpdates: updates,
+    deadLetters,
+    positions: existing,
+  });
+  // Any difference rolls the whole group back (the error leaves the transaction).
+  if (written.newPositionKeys.length !== newPositions.length) {
+    const inserted = new Set(written.newPositionKeys);
+    throw new PositionRaceError(newPositions.map((p) => p.partitionKey).filter((k) => !inserted.has(k)));
+  }
+  if (written.tradeIds.length !== tradeRows.length) {
     // Another transaction committed one of these tradeIds since the lookup.
     // Roll back; the next attempt sees it and treats it as a conflict.
-    const got = new Set(inserted);
+    const got = new Set(written.tradeIds);
     const lost = tradeRows.filter((t) => !got.has(t.tradeId));
     throw new Error(
       `tradeId(s) ${lost.map((t) => `${t.tradeId} (partition ${t.partitionKey})`).join(', ')} ` +
         'were inserted concurrently by another transaction; retry the batch',
     );
   }
-  const updates = plans.flatMap((p) => p.updates);
-  const updated = await updateEffectiveStates(trx, updates);
-  if (updated !== updates.length) {
+  if (written.effectiveUpdates !== updates.length) {
     throw new Error(
-      `updated ${updated} of ${updates.length} referenced trades of partition(s) ` +
+      `updated ${written.effectiveUpdates} of ${updates.length} referenced trades of partition(s) ` +
         `${[...new Set(updates.map((u) => u.partitionKey))].join(', ')}; the table changed under the lock`,
     );
   }
-  const deadLetters = plans.flatMap((p) => p.deadLetters);
-  const letters = await insertDeadLetters(trx, deadLetters);
-  if (letters !== deadLetters.length) {
+  if (written.deadLetters !== deadLetters.length) {
     throw new Error(
-      `${deadLetters.length - letters} dead letter(s) of partition(s) ` +
+      `${deadLetters.length - written.deadLetters} dead letter(s) of partition(s) ` +
         `${[...new Set(deadLetters.map((d) => d.partitionKey))].join(', ')} were inserted concurrently; retry the batch`,
     );
   }
-  const existing = positions.filter((p) => !created.has(p.partitionKey));
-  const written = await writeLockedPositions(trx, existing);
-  if (written !== existing.length) {
-    throw new Error(`wrote ${written} of ${existing.length} locked positions; a position row vanished`);
+  if (written.positions !== existing.length) {
+    throw new Error(
+      `wrote ${written.positions} of ${existing.length} locked positions; a position row vanished`,
+    );
   }
   return plans.map((p) => p.outcome);
 }
