@@ -155,6 +155,8 @@ export class PartitionConsumer {
   private stopping = false;
   private paused = false;
   private slotWaiter?: () => void;
+  /** Free slots that claims in flight may fill: the claim loop's and the acks' (see flushAcks). */
+  private claimRoom = 0;
   private heartbeat?: NodeJS.Timeout;
   private retryTimer?: { at: number; timer: NodeJS.Timeout };
 
@@ -224,7 +226,7 @@ export class PartitionConsumer {
 
   private async claimLoop(): Promise<void> {
     const k = this.keys;
-    const { concurrency, claimSize, lockDurationMs, batchSize, stalledIntervalMs } = this.opts;
+    const { concurrency, claimSize, stalledIntervalMs } = this.opts;
     let errorDelay = 0;
     while (!this.stopping) {
       if (this.paused || this.held.size >= concurrency) {
@@ -232,25 +234,27 @@ export class PartitionConsumer {
         this.slotWaiter = undefined;
         continue;
       }
-      const room = Math.min(concurrency - this.held.size, claimSize);
+      const room = Math.min(concurrency - this.held.size - this.claimRoom, claimSize);
+      if (room <= 0) {
+        // The free slots are spoken for by an ack's claim in flight.
+        await new Promise<void>((resolve) => (this.slotWaiter = resolve));
+        this.slotWaiter = undefined;
+        continue;
+      }
       let wait: number;
       try {
+        this.claimRoom += room;
         const claim = (async () => {
-          const [waitMs, ...claims] = await this.redis.tfClaim(
-            k.ready,
-            k.leases,
-            k.epochs,
-            k.halted,
-            k.attempts,
-            k.stalls,
-            k.base + ':',
-            room,
-            lockDurationMs,
-            batchSize,
-          );
+          let waitMs: number;
+          let claims: string[][];
+          try {
+            [waitMs, , claims] = await this.redis.tfAckClaim(...this.ackClaimArgs(room, room));
+          } finally {
+            this.claimRoom -= room;
+          }
           if (!this.paused && !this.stopping) return { waitMs, claims };
           // Paused or closed while the claim was in flight: hand them straight back.
-          await Promise.all(claims.map((c) => this.handBack(c as string[])));
+          await Promise.all(claims.map((c) => this.handBack(c)));
           return undefined;
         })();
         this.claiming = claim;
@@ -258,7 +262,7 @@ export class PartitionConsumer {
         errorDelay = 0;
         if (!got) continue;
         const { waitMs, claims } = got;
-        for (const c of claims) this.start(c as string[]);
+        for (const c of claims) this.start(c);
         if (claims.length === room) continue;
         // Nothing more is ready now: wait for a wake-up (new trades, a partition
         // yielded), or until a backoff ends or a lease expires.
@@ -435,11 +439,11 @@ export class PartitionConsumer {
     });
   }
 
-  private async flushAcks(): Promise<void> {
-    const batch = this.acks;
-    this.acks = [];
+  /** Arguments of tfAckClaim up to its acks: claim up to `most`, with `free` slots free besides the acks'. */
+  private ackClaimArgs(free: number, most: number): (string | number)[] {
     const k = this.keys;
-    const args: (string | number)[] = [
+    const { dedupWindowSeconds, lockDurationMs, batchSize } = this.opts;
+    return [
       k.epochs,
       k.backlog,
       k.pending,
@@ -448,10 +452,27 @@ export class PartitionConsumer {
       k.leases,
       k.attempts,
       k.wake,
+      k.stalls,
       k.base + ':',
-      this.opts.dedupWindowSeconds,
-      this.opts.lockDurationMs,
+      dedupWindowSeconds,
+      lockDurationMs,
+      batchSize,
+      free,
+      most,
     ];
+  }
+
+  /**
+   * Sends the acks of this tick in one call, which also claims partitions
+   * for the slots they free (and any free besides), so that a worker under
+   * load makes one Redis round trip per group of batches.
+   */
+  private async flushAcks(): Promise<void> {
+    const batch = this.acks;
+    this.acks = [];
+    const claiming = !this.paused && !this.stopping;
+    const free = claiming ? Math.max(0, this.opts.concurrency - this.held.size - this.claimRoom) : 0;
+    const args = this.ackClaimArgs(free, claiming ? this.opts.claimSize : 0);
     for (const a of batch) {
       args.push(
         a.lease.pk,
@@ -463,11 +484,16 @@ export class PartitionConsumer {
       );
     }
     let replies: (number | string)[][];
+    let claims: string[][];
+    this.claimRoom += free;
     try {
-      replies = await this.redis.tfAckMany(...args);
+      [, replies, claims] = await this.redis.tfAckClaim(...args);
     } catch (err) {
       for (const a of batch) a.reject(err);
       return;
+    } finally {
+      this.claimRoom -= free;
+      if (free > 0) this.slotWaiter?.();
     }
     batch.forEach((a, i) => {
       const r = replies[i]!;
@@ -485,6 +511,18 @@ export class PartitionConsumer {
       });
       a.resolve({ remaining: Number(r[0]), halted: Number(r[1]) === 1, next: r.slice(2) as string[] });
     });
+    if (claims.length === 0) return;
+    if (!this.paused && !this.stopping) {
+      for (const c of claims) this.start(c);
+      return;
+    }
+    // Paused or closing meanwhile: hand them straight back (pause(true) and close() wait for it).
+    const back: Promise<void> = Promise.all(claims.map((c) => this.handBack(c))).then(
+      () => undefined,
+      () => undefined,
+    );
+    this.drains.add(back);
+    void back.finally(() => this.drains.delete(back));
   }
 
   /** The heartbeat: extends every lease in hand, in one call. */

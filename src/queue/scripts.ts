@@ -34,8 +34,8 @@ let cache: ScriptFile[] | undefined;
 /** The commands the scripts define, typed. Results are Redis replies as ioredis returns them. */
 export interface ScriptCommands {
   tfEnqueue(...args: (string | number)[]): Promise<number[]>;
-  tfClaim(...args: (string | number)[]): Promise<[number, ...(number | string)[][]]>;
-  tfAckMany(...args: (string | number)[]): Promise<(number | string)[][]>;
+  /** [wait, one reply per ack, claims] (see lua/ackClaim-9.lua). */
+  tfAckClaim(...args: (string | number)[]): Promise<[number, (number | string)[][], string[][]]>;
   tfRelease(...args: (string | number)[]): Promise<number>;
   tfExtend(...args: (string | number)[]): Promise<number[]>;
   tfHalt(...args: (string | number)[]): Promise<number>;

@@ -16,8 +16,7 @@ afterAll(() => redis.quit());
 
 test('there are scripts to check', () => {
   expect(scripts.map((s) => s.name).sort()).toEqual([
-    'ackMany',
-    'claim',
+    'ackClaim',
     'enqueue',
     'extend',
     'forgetTrade',
