@@ -175,8 +175,15 @@ const PARTITION_ID_EXAMPLES = {
 } as const;
 type PartitionIdField = keyof typeof PARTITION_ID_EXAMPLES;
 
+const PARTITION_ID_EXPECTED = Object.fromEntries(
+  Object.entries(PARTITION_ID_EXAMPLES).map(([field, example]) => [
+    field,
+    `1 to 64 characters from letters, digits and . _ : / @ # + -, such as "${example}"`,
+  ]),
+) as Record<PartitionIdField, string>;
+
 function partitionIdExpected(field: PartitionIdField): string {
-  return `1 to 64 characters from letters, digits and . _ : / @ # + -, such as "${PARTITION_ID_EXAMPLES[field]}"`;
+  return PARTITION_ID_EXPECTED[field];
 }
 const QUANTITY_EXPECTED = 'a decimal string > 0 such as "100" or "12.5"';
 const PRICE_EXPECTED = 'a decimal string >= 0 such as "101.25" or "0"';
@@ -184,11 +191,20 @@ const CURRENCY_EXPECTED = 'an active ISO 4217 currency code in upper case, such 
 const TRADE_TIME_EXPECTED =
   'an ISO 8601 date-time with an explicit offset ("Z" or +hh:mm/-hh:mm), such as "2026-11-22T10:15:30.123+01:00"';
 
+const enumTexts = new WeakMap<readonly string[], string>();
+
+/** '"A", "B" or "C"', built once per list of values (they are module constants). */
 function enumExpected(values: readonly string[]): string {
-  const quoted = values.map((v) => JSON.stringify(v));
-  return quoted.length === 2
-    ? `${quoted[0]} or ${quoted[1]}`
-    : `${quoted.slice(0, -1).join(', ')} or ${quoted.at(-1)}`;
+  let text = enumTexts.get(values);
+  if (text === undefined) {
+    const quoted = values.map((v) => JSON.stringify(v));
+    text =
+      quoted.length === 2
+        ? `${quoted[0]} or ${quoted[1]}`
+        : `${quoted.slice(0, -1).join(', ')} or ${quoted.at(-1)}`;
+    enumTexts.set(values, text);
+  }
+  return text;
 }
 
 /** Collects errors in field order so that one response lists them all. */

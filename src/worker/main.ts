@@ -194,7 +194,8 @@ export function createBatchHandler(deps: BatchHandlerDeps): (batch: Batch) => Pr
   });
   return async (batch) => {
     const started = performance.now();
-    const about = { partitionKey: batch.partitionKey, epoch: batch.epoch, ...seqRange(batch) };
+    // For the log lines about this batch (built only when one is written).
+    const about = () => ({ partitionKey: batch.partitionKey, epoch: batch.epoch, ...seqRange(batch) });
     metrics?.batchSize.observe(batch.items.length);
     const span = startApplySpan(tracing, batch);
     try {
@@ -202,10 +203,11 @@ export function createBatchHandler(deps: BatchHandlerDeps): (batch: Batch) => Pr
       span.end();
       if (metrics) {
         const committedAt = Date.now();
-        metrics.trades.inc({ outcome: 'applied' }, result.applied);
-        metrics.trades.inc({ outcome: 'dead_lettered' }, result.deadLettered);
-        metrics.trades.inc({ outcome: 'duplicate' }, result.duplicates);
-        metrics.trades.inc({ outcome: 'redelivered' }, result.skipped);
+        // Every series exists from the start (createWorkerMetrics): zeros need no call.
+        if (result.applied) metrics.trades.inc({ outcome: 'applied' }, result.applied);
+        if (result.deadLettered) metrics.trades.inc({ outcome: 'dead_lettered' }, result.deadLettered);
+        if (result.duplicates) metrics.trades.inc({ outcome: 'duplicate' }, result.duplicates);
+        if (result.skipped) metrics.trades.inc({ outcome: 'redelivered' }, result.skipped);
         for (const d of result.deadLetters) {
           metrics.deadLetters.inc({ reason_code: bounded(d.code, REASON_CODES, 'other') });
         }
@@ -230,7 +232,7 @@ export function createBatchHandler(deps: BatchHandlerDeps): (batch: Batch) => Pr
       if (logger.isLevelEnabled('debug')) {
         logger.debug(
           {
-            ...about,
+            ...about(),
             tradeIds: batch.items.map((i) => i.tradeId),
             applied: result.applied,
             deadLettered: result.deadLettered,
@@ -252,25 +254,27 @@ export function createBatchHandler(deps: BatchHandlerDeps): (batch: Batch) => Pr
       if (err instanceof HaltPartitionError) {
         // Logged at warn by the consumer's 'halted' event once Redis has it.
         logger.info(
-          { ...about, tradeIds: batch.items.map((i) => i.tradeId), reason: err.reason },
+          { ...about(), tradeIds: batch.items.map((i) => i.tradeId), reason: err.reason },
           'batch halts its partition',
         );
       } else if (err instanceof FencedError) {
         logger.warn(
-          { ...about, storedEpoch: err.storedEpoch },
+          { ...about(), storedEpoch: err.storedEpoch },
           'batch refused by PostgreSQL: this worker lost its lease',
         );
         await deps
           .onFenced?.(batch.partitionKey, err.storedEpoch)
-          .catch((e: unknown) => logger.warn({ ...about, err: e }, 'could not raise the Redis lease epoch'));
+          .catch((e: unknown) =>
+            logger.warn({ ...about(), err: e }, 'could not raise the Redis lease epoch'),
+          );
       } else if (isTransientError(err)) {
         logger.warn(
-          { ...about, attempt: batch.attempt, err },
+          { ...about(), attempt: batch.attempt, err },
           'batch failed on a transient error; the partition will be retried',
         );
       } else {
         logger.error(
-          { ...about, attempt: batch.attempt, err },
+          { ...about(), attempt: batch.attempt, err },
           'batch failed on an unexpected error; the partition will be retried',
         );
       }
@@ -451,6 +455,7 @@ export async function runWorker(
     lockDurationMs: config.lockDurationMs,
     stalledIntervalMs: config.stalledIntervalMs,
     dedupWindowSeconds: config.dedupWindowSeconds,
+    ...(process.env.XP_CLAIM ? { claimSize: Number(process.env.XP_CLAIM) } : {}),
     handler: createBatchHandler({
       db: dbHandle.db,
       policy: config.permanentFailurePolicy,
@@ -461,7 +466,9 @@ export async function runWorker(
       metrics,
       tracing,
       onFenced: (pk, storedEpoch) => raiseEpoch(redis, config.namespace, pk, storedEpoch),
-      groupCommit: options.groupCommit,
+      groupCommit: process.env.XP_INFLIGHT
+        ? { maxInFlight: Number(process.env.XP_INFLIGHT) }
+        : options.groupCommit,
     }),
     onEvent: (e) => {
       countConsumerEvent(metrics, e);

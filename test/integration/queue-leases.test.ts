@@ -618,3 +618,33 @@ test('wake-up: a paused consumer does not swallow the wake-up an idle one needs'
   await waitFor('the idle consumer to apply the trade', () => log.applied('P').length === 1, 3000, 10);
   expect(log.of('P')[0]!.worker).toBe('Y');
 });
+
+test('acks claim for the slots they free: many one-trade partitions are drained without ever holding more than `concurrency` leases', async () => {
+  const { ns, keys, q, log } = scenario('ack-claims');
+  const C = 4;
+  const c = worker('A', ns, log, () => sleep(Math.random() * 4), { concurrency: C, claimSize: 2 });
+  await c.waitUntilReady();
+  const pks = range(1, 60).map((i) => `P${i}`);
+  await q.enqueue(pks.flatMap((pk) => trades(pk, 1)));
+  let maxLeases = 0;
+  let maxBusy = 0;
+  const own = new IORedis(redisUrl(), { maxRetriesPerRequest: null });
+  connections.push(own);
+  const sampler = setInterval(() => {
+    maxBusy = Math.max(maxBusy, log.busy());
+    void own.zcard(keys.leases).then((n) => (maxLeases = Math.max(maxLeases, n)));
+  }, 2);
+  try {
+    await drained(keys);
+  } finally {
+    clearInterval(sampler);
+  }
+  for (const pk of pks) expect(log.applied(pk)).toEqual([1]);
+  expect(log.calls).toHaveLength(pks.length);
+  expect(maxBusy).toBeLessThanOrEqual(C);
+  expect(maxLeases).toBeLessThanOrEqual(C);
+  // More than one partition at a time: the acks refilled the slots.
+  expect(maxBusy).toBeGreaterThan(1);
+  await waitFor('the last leases to go', async () => (await redis.zcard(keys.leases)) === 0, 3000);
+  await expectQuiet(keys);
+});
