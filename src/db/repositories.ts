@@ -556,61 +556,46 @@ type PositionCells = [
   string,
   boolean,
 ];
-type TradeCells = [
+/** A known tradeId's cells: a trade's, or a dead letter's with nulls for the trade-only ones. */
+type KnownCells = [
   string,
   string,
   string,
   string,
-  TradeType,
+  TradeType | null,
   TradeSide | null,
   string | null,
   string | null,
   string | null,
-  TradeStatus,
+  TradeStatus | null,
+  boolean,
 ];
-type DeadLetterCells = [string, string, string, string, boolean];
 
 /** The lookup half of lockPositionsAndFindKnown: rows 't' (trades) and 'd' (dead letters). */
 const knownSql = (ids: readonly string[]) => sql`
     select 't' as k, json_build_array(trade_id, partition_key, seq::text, payload_hash, type, eff_side,
-                                      eff_quantity::text, eff_price::text, eff_currency, status)::text as j
+                                      eff_quantity::text, eff_price::text, eff_currency, status, false)::text as j
       from trades where trade_id = any(${ids}::text[])
     union all
-    select 'd', json_build_array(trade_id, partition_key, seq::text, payload_hash, replayed_at is not null)::text
+    select 'd', json_build_array(trade_id, partition_key, seq::text, payload_hash, null, null, null, null, null,
+                                 null, replayed_at is not null)::text
       from dead_letters where trade_id = any(${ids}::text[])`;
 
 function knownTradeId(k: 't' | 'd', j: string): KnownTradeId {
-  if (k === 't') {
-    const c = JSON.parse(j) as TradeCells;
-    return {
-      source: 'trade',
-      tradeId: c[0],
-      partitionKey: c[1],
-      seq: toSafeNumber(c[2], 'trades.seq'),
-      payloadHash: c[3],
-      type: c[4],
-      effSide: c[5],
-      effQuantity: c[6],
-      effPrice: c[7],
-      effCurrency: c[8],
-      status: c[9],
-      replayed: false,
-    };
-  }
-  const c = JSON.parse(j) as DeadLetterCells;
+  const c = JSON.parse(j) as KnownCells;
   return {
-    source: 'dead_letter',
+    source: k === 't' ? 'trade' : 'dead_letter',
     tradeId: c[0],
     partitionKey: c[1],
-    seq: toSafeNumber(c[2], 'dead_letters.seq'),
+    seq: toSafeNumber(c[2], k === 't' ? 'trades.seq' : 'dead_letters.seq'),
     payloadHash: c[3],
-    type: null,
-    effSide: null,
-    effQuantity: null,
-    effPrice: null,
-    effCurrency: null,
-    status: null,
-    replayed: c[4],
+    type: c[4],
+    effSide: c[5],
+    effQuantity: c[6],
+    effPrice: c[7],
+    effCurrency: c[8],
+    status: c[9],
+    replayed: c[10],
   };
 }
 
