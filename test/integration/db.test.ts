@@ -10,12 +10,14 @@ import {
   getPosition,
   getTrade,
   insertTrade,
+  lockPositionsAndFindKnown,
   migrateToLatest,
   migrations,
   MigrationFailedError,
   runMigrate,
   UnknownMigrationError,
   upsertPosition,
+  writeLockedPosition,
   type DbHandle,
   type NewPositionRecord,
   type NewTradeRecord,
@@ -384,5 +386,60 @@ describe('repositories', () => {
     ).rejects.toMatchObject({
       constraint: 'trades_status_matches_type',
     });
+  });
+
+  test('lockPositionsAndFindKnown: after waiting for a lock, it sees what the lock holder committed', async () => {
+    // READ COMMITTED: a lock that waited returns the row as the other
+    // transaction committed it, while a lookup in the same statement reads
+    // the snapshot taken before the wait. The function must notice and look
+    // up again, or a trade the holder just applied would look unknown.
+    const pk = 'ACC-9_BOOK-9_SEC-9';
+    const base = {
+      partitionKey: pk,
+      accountId: 'ACC-9',
+      bookId: 'BOOK-9',
+      securityId: 'SEC-9',
+      currency: 'EUR',
+      netQuantity: '0',
+      boughtQuantity: '0',
+      soldQuantity: '0',
+      boughtNotional: '0',
+      soldNotional: '0',
+      tradeCount: 0,
+      lastSeq: 0,
+      digest: '',
+      leaseEpoch: 1,
+    };
+    await upsertPosition(handle.db, base);
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let locked!: () => void;
+    const lockTaken = new Promise<void>((r) => (locked = r));
+    const holder = handle.db.transaction().execute(async (trx) => {
+      await lockPositionsAndFindKnown(trx, [pk], []);
+      locked();
+      await held;
+      await insertTrade(trx, {
+        ...trade,
+        tradeId: 'T-held',
+        partitionKey: pk,
+        seq: 1,
+        accountId: 'ACC-9',
+        bookId: 'BOOK-9',
+        securityId: 'SEC-9',
+      });
+      await writeLockedPosition(trx, { ...base, lastSeq: 1, tradeCount: 1, leaseEpoch: 2 });
+    });
+    await lockTaken;
+    const waiter = handle.db.transaction().execute((trx) => lockPositionsAndFindKnown(trx, [pk], ['T-held']));
+    // The waiter is blocked on the row lock; let the holder commit.
+    await new Promise((r) => setTimeout(r, 200));
+    release();
+    await holder;
+    const seen = await waiter;
+    expect(seen.positions.map((p) => [p.partitionKey, p.lastSeq, p.leaseEpoch])).toEqual([[pk, 1, 2]]);
+    expect(seen.known.map((k) => [k.source, k.tradeId, k.partitionKey, k.seq])).toEqual([
+      ['trade', 'T-held', pk, 1],
+    ]);
   });
 });
