@@ -33,7 +33,17 @@ import { canonicalTradeJson, partitionKey, payloadHash, validateTrade } from '..
 import { configSchema } from '../src/config/variables';
 import { PartitionQueue, readSignals, type EnqueueItem } from '../src/queue';
 import { startPostgres, startRedis } from '../src/dev/local-servers';
-import { buildDist, exited, postAll, postBatch, rssMb, sleep, startFleet, stats } from './lib/fleet';
+import {
+  buildDist,
+  cpuSeconds,
+  exited,
+  postAll,
+  postBatch,
+  rssMb,
+  sleep,
+  startFleet,
+  stats,
+} from './lib/fleet';
 import { drainGroupmq, drainPlainBullmq, type PeerTrade } from './lib/peers';
 import { workload, type Distribution } from './lib/workload';
 
@@ -45,30 +55,59 @@ const POST_BATCH = 1000;
 let redisUrl = '';
 let pgAdminUrl = '';
 let redis: IORedis;
+/** The servers' pids, for CPU accounting (PostgreSQL: the postmaster, whose children are the backends). */
+const serverPids = { redis: 0, postgres: 0 };
+
+/** Who spends the CPU of an end-to-end run. */
+const CPU_PARTS = ['producer', 'worker', 'redis', 'postgres', 'bench client'] as const;
+type CpuPart = (typeof CPU_PARTS)[number];
 
 const fleetOf = (workers: number) => startFleet({ redisUrl, pgAdminUrl, workers });
 
 /** Part 1/2: post everything as fast as POSTERS clients can; time until the last trade is committed. */
-async function throughput(
-  trades: Record<string, string>[],
-): Promise<{ perSecond: number; workerRssMaxMb: number; retainedBytesPerTrade: number }> {
+async function throughput(trades: Record<string, string>[]): Promise<{
+  perSecond: number;
+  workerRssMaxMb: number;
+  retainedBytesPerTrade: number;
+  cpuUsPerTrade: Record<CpuPart, number>;
+}> {
   const fleet = await fleetOf(1);
   let rssMax = 0;
   const sampler = setInterval(() => (rssMax = Math.max(rssMax, rssMb(fleet.workers[0]!.pid!))), 250);
   const memoryBefore = await usedMemory();
+  const cpu = (): Record<CpuPart, number> => {
+    const own = process.cpuUsage();
+    return {
+      producer: cpuSeconds(fleet.producer.pid!),
+      worker: cpuSeconds(fleet.workers[0]!.pid!),
+      redis: cpuSeconds(serverPids.redis),
+      postgres: cpuSeconds(serverPids.postgres, true),
+      'bench client': (own.user + own.system) / 1e6,
+    };
+  };
+  const cpu0 = cpu();
   const started = performance.now();
   await postAll(fleet.api, trades, POSTERS, POST_BATCH);
   while ((await readSignals(redis, fleet.keys)).backlog > 0) await sleep(20);
   const ms = performance.now() - started;
+  const cpu1 = cpu();
   clearInterval(sampler);
   await fleet.stop();
+  const cpuUsPerTrade = Object.fromEntries(
+    CPU_PARTS.map((k) => [k, Math.round(((cpu1[k] - cpu0[k]) * 1e6) / trades.length)]),
+  ) as Record<CpuPart, number>;
   // What stays in Redis once every trade is applied: the done markers of the dedup window.
   const retained = (await usedMemory()) - memoryBefore;
   return {
     perSecond: (trades.length / ms) * 1000,
     workerRssMaxMb: Math.round(rssMax),
     retainedBytesPerTrade: Math.round(retained / trades.length),
+    cpuUsPerTrade,
   };
+}
+
+function cpuText(c: Record<CpuPart, number>): string {
+  return CPU_PARTS.map((k) => `${k} ${c[k]}`).join(', ');
 }
 
 async function usedMemory(): Promise<number> {
@@ -180,6 +219,8 @@ async function main() {
   const pg = await startPostgres({ durable: true });
   redisUrl = redisServer.url;
   pgAdminUrl = pg.url;
+  serverPids.redis = redisServer.pid;
+  serverPids.postgres = pg.pid;
   redis = new IORedis(redisUrl, { maxRetriesPerRequest: null });
   const log = (s: string) => console.log(`[bench] ${s}`);
   try {
@@ -250,6 +291,7 @@ async function main() {
         for (let rep = 0; rep < REPS; rep++) {
           const r = await throughput(workload(TRADES, sc.partitions, sc.distribution, rep + 1, `E${rep}`));
           log(`${sc.name}: ${Math.round(r.perSecond)} trades/s (worker RSS max ${r.workerRssMaxMb} MB)`);
+          log(`  CPU us per trade: ${cpuText(r.cpuUsPerTrade)}`);
         }
       }
       return;
@@ -261,24 +303,32 @@ async function main() {
         runs: number[];
         workerRssMaxMb: number;
         redisRetainedBytesPerAppliedTrade: number;
+        /** Median over the repetitions, per process: microseconds of CPU per trade. */
+        cpuUsPerTrade: Record<CpuPart, number>;
       }
     > = {};
     for (const sc of scenarios) {
       const runs: number[] = [];
       const retained: number[] = [];
+      const cpuRuns: Record<CpuPart, number>[] = [];
       let rss = 0;
       for (let rep = 0; rep < REPS; rep++) {
         const r = await throughput(workload(TRADES, sc.partitions, sc.distribution, rep + 1, `E${rep}`));
         runs.push(r.perSecond);
         retained.push(r.retainedBytesPerTrade);
+        cpuRuns.push(r.cpuUsPerTrade);
         rss = Math.max(rss, r.workerRssMaxMb);
         log(`${sc.name}: ${Math.round(r.perSecond)} trades/s (worker RSS max ${r.workerRssMaxMb} MB)`);
+        log(`  CPU us per trade: ${cpuText(r.cpuUsPerTrade)}`);
       }
       e2e[sc.name] = {
         perSecond: stats(runs),
         runs: runs.map(Math.round),
         workerRssMaxMb: rss,
         redisRetainedBytesPerAppliedTrade: stats(retained).median,
+        cpuUsPerTrade: Object.fromEntries(
+          CPU_PARTS.map((k) => [k, stats(cpuRuns.map((c) => c[k])).median]),
+        ) as Record<CpuPart, number>,
       };
     }
     const maxRate = e2e[scenarios[0]!.name]!.perSecond.median;
@@ -387,6 +437,17 @@ async function main() {
         result.peers.groupmq.perSecond,
         result.peers.groupmq.runs,
       ),
+      '',
+      '| CPU per trade, microseconds (median of the runs) | ' +
+        CPU_PARTS.join(' | ') +
+        ' | total | 2 cores allow |',
+      '| --- |' + ' ---: |'.repeat(CPU_PARTS.length + 2),
+      ...Object.entries(e2e).map(([k, v]) => {
+        const total = CPU_PARTS.reduce((a, p) => a + v.cpuUsPerTrade[p], 0);
+        return `| ${k} | ${CPU_PARTS.map((p) => v.cpuUsPerTrade[p]).join(' | ')} | ${total} | ${Math.round(2e6 / total)}/s |`;
+      }),
+      '',
+      'CPU is user + system time from /proc over each run (posting included), per trade; PostgreSQL counts every backend and helper process; "bench client" is the process posting the trades. With every process on the same 2 cores, their sum bounds the throughput.',
       '',
       `Ratios (medians): end to end uniform / plain BullMQ no-op = **${result.ratios.uniformVsPlainBullmq}x** (target 2x); one trade per partition / plain BullMQ = **${result.ratios.onePerPartitionVsPlainBullmq}x** (target 0.5x).`,
       '',

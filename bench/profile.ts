@@ -20,7 +20,7 @@ import { createHash } from 'node:crypto';
 import { readSignals } from '../src/queue';
 import { readScripts } from '../src/queue/scripts';
 import { startPostgres, startRedis } from '../src/dev/local-servers';
-import { buildDist, exited, postAll, sleep, startFleet } from './lib/fleet';
+import { buildDist, cpuSeconds, exited, postAll, sleep, startFleet } from './lib/fleet';
 import { workload, type Distribution } from './lib/workload';
 
 const TRADES = Number(process.env.TRADES ?? 20_000);
@@ -99,34 +99,6 @@ function statsDiff(before: string, after: string, trades: number): string[] {
         `${x.cmd.padEnd(16)} calls ${String(x.calls).padStart(8)}  per trade ${(x.calls / trades).toFixed(2).padStart(6)}  ` +
         `${(x.usec / x.calls).toFixed(1).padStart(7)} us/call  total ${(x.usec / 1000).toFixed(0)} ms`,
     );
-}
-
-/** CPU seconds (user + system) of a process and, with `tree`, of its children (PostgreSQL backends). */
-function cpuSeconds(pid: number, tree = false): number {
-  const tick = 100; // USER_HZ
-  const one = (p: number): number => {
-    try {
-      const f = readFileSync(`/proc/${p}/stat`, 'utf8');
-      const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
-      return (Number(fields[11]) + Number(fields[12])) / tick;
-    } catch {
-      return 0;
-    }
-  };
-  let total = one(pid);
-  if (tree) {
-    for (const d of readdirSync('/proc')) {
-      if (!/^\d+$/.test(d)) continue;
-      try {
-        const f = readFileSync(`/proc/${d}/stat`, 'utf8');
-        const ppid = Number(f.slice(f.lastIndexOf(')') + 2).split(' ')[1]);
-        if (ppid === pid) total += one(Number(d));
-      } catch {
-        // gone
-      }
-    }
-  }
-  return total;
 }
 
 /**

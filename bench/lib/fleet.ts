@@ -4,7 +4,7 @@
  * client that posts to it. Shared by bench/e2e.ts and bench/profile.ts.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client } from 'pg';
 import { QueueKeys } from '../../src/queue';
@@ -180,4 +180,33 @@ export async function postAll(
       }
     }),
   );
+}
+
+/**
+ * CPU seconds (user + system) of a process and, with `tree`, of its children
+ * (PostgreSQL's backends and helpers): those alive now, plus those that
+ * exited, which the parent reaped (cutime + cstime of the parent).
+ */
+export function cpuSeconds(pid: number, tree = false): number {
+  const tick = 100; // USER_HZ
+  const fieldsOf = (p: number): string[] | undefined => {
+    try {
+      const f = readFileSync(`/proc/${p}/stat`, 'utf8');
+      return f.slice(f.lastIndexOf(')') + 2).split(' ');
+    } catch {
+      return undefined; // gone
+    }
+  };
+  const own = fieldsOf(pid);
+  if (!own) return 0;
+  let total = (Number(own[11]) + Number(own[12])) / tick;
+  if (tree) {
+    total += (Number(own[13]) + Number(own[14])) / tick;
+    for (const d of readdirSync('/proc')) {
+      if (!/^\d+$/.test(d)) continue;
+      const f = fieldsOf(Number(d));
+      if (f && Number(f[1]) === pid) total += (Number(f[11]) + Number(f[12])) / tick;
+    }
+  }
+  return total;
 }
