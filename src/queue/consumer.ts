@@ -10,7 +10,7 @@ interface Lease {
   readonly epoch: number;
 }
 
-/** What ack-many answered for one lease. */
+/** What an ack (ackClaim) answered for one lease. */
 interface AckReply {
   remaining: number;
   /** An operator halted the partition meanwhile: the lease is released. */
@@ -127,9 +127,10 @@ export function cappedBackoff(
  * on each, plus its first batch); each leased partition is drained on its own:
  * the handler gets batches of consecutive head trades, and each batch is acked
  * only while the lease holds. The acks of every batch that finished in the
- * same tick go to Redis in one call, which also returns each partition's next
- * batch, so a worker under load makes about one claim or ack round trip per
- * group commit, not several per partition. After `budget` trades a partition
+ * same tick go to Redis in one call (ackClaim), which also returns each
+ * partition's next batch and claims partitions for the slots those acks freed,
+ * so a worker under load makes about one round trip per group commit, not
+ * several per partition. After `budget` trades a partition
  * goes to the back of the ready set (round-robin). A handler error keeps the
  * head in place and makes the partition claimable again after a capped
  * backoff; other partitions go on meanwhile. A worker that dies or freezes
