@@ -22,6 +22,7 @@ import {
   type NewPositionRecord,
   type NewTradeRecord,
 } from '../../src/db';
+import { emptyPosition } from '../../src/domain';
 import { createLogger } from '../../src/observability/logger';
 import { createTestDatabase, type TestDatabase } from '../helpers/isolation';
 
@@ -393,23 +394,8 @@ describe('repositories', () => {
     // transaction committed it, while a lookup in the same statement reads
     // the snapshot taken before the wait. The function must notice and look
     // up again, or a trade the holder just applied would look unknown.
-    const pk = 'ACC-9_BOOK-9_SEC-9';
-    const base = {
-      partitionKey: pk,
-      accountId: 'ACC-9',
-      bookId: 'BOOK-9',
-      securityId: 'SEC-9',
-      currency: 'EUR',
-      netQuantity: '0',
-      boughtQuantity: '0',
-      soldQuantity: '0',
-      boughtNotional: '0',
-      soldNotional: '0',
-      tradeCount: 0,
-      lastSeq: 0,
-      digest: '',
-      leaseEpoch: 1,
-    };
+    const base = { ...emptyPosition('ACC-9', 'BOOK-9', 'SEC-9'), currency: 'EUR', leaseEpoch: 1 };
+    const pk = base.partitionKey;
     await upsertPosition(handle.db, base);
     let release!: () => void;
     const held = new Promise<void>((r) => (release = r));
